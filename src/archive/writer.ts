@@ -1,0 +1,200 @@
+/**
+ * Writes a framed archive: the tar stream is cut into frames (a new frame where each large file's
+ * data starts, frames of at most FRAME_SIZE inside large files, small files grouped into frames of
+ * at least GROUP_MIN), each frame compressed independently by the codec pool, frames concatenated.
+ * Every frame is checked by the same TarChecker that deploy uses, and each compressed frame is
+ * decompressed again and compared before it is written.
+ */
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import type { Compression } from '../core/config.js';
+import { DeployToolError } from '../core/errors.js';
+import type { Entry, Frame } from '../manifest/component.js';
+import type { CodecPool } from './pool.js';
+import type { ScannedEntry } from './scan.js';
+import { BLOCK, encodeHeader, roundUp512, TarChecker, TarFormatError } from './tar.js';
+
+export const LARGE_FILE = 1024 * 1024;
+export const FRAME_SIZE = 8 * 1024 * 1024;
+export const GROUP_MIN = 1024 * 1024;
+
+type Piece =
+  | { kind: 'bytes'; start: number; buf: Buffer }
+  | { kind: 'file'; start: number; length: number; entry: ScannedEntry; fileOffset: number }
+  | { kind: 'zero'; start: number; length: number };
+
+export interface Layout {
+  pieces: Piece[];
+  /** Frame boundaries in the tar stream: [start, end) pairs. */
+  frames: [number, number][];
+  entries: Entry[];
+  tarSize: number;
+}
+
+/** Lays out the tar stream and its frames before reading any file data. */
+export function planLayout(scanned: ScannedEntry[]): Layout {
+  const pieces: Piece[] = [];
+  const frames: [number, number][] = [];
+  const entries: Entry[] = [];
+  let pos = 0;
+  let groupStart = 0;
+  const cut = (at: number): void => {
+    if (at > groupStart) frames.push([groupStart, at]);
+    groupStart = at;
+  };
+  for (const e of scanned) {
+    const header = encodeHeader(e);
+    const headerAt = pos;
+    pieces.push({ kind: 'bytes', start: pos, buf: header });
+    pos += header.length;
+    const mode = e.mode.toString(8).padStart(4, '0');
+    if (e.type === 'file') {
+      const dataAt = pos;
+      entries.push({ path: e.path, type: 'file', mode, header: headerAt, offset: dataAt, size: e.size, sha256: '' });
+      const large = e.size >= LARGE_FILE;
+      if (large) cut(dataAt);
+      for (let off = 0; off < e.size; off += FRAME_SIZE) {
+        const length = Math.min(FRAME_SIZE, e.size - off);
+        pieces.push({ kind: 'file', start: pos, length, entry: e, fileOffset: off });
+        pos += length;
+        if (large) cut(pos);
+      }
+      const pad = roundUp512(e.size) - e.size;
+      if (pad) {
+        pieces.push({ kind: 'zero', start: pos, length: pad });
+        pos += pad;
+      }
+    } else if (e.type === 'directory') {
+      entries.push({ path: e.path, type: 'directory', mode, header: headerAt });
+    } else {
+      entries.push({ path: e.path, type: 'symlink', mode, header: headerAt, target: e.target ?? '' });
+    }
+    if (pos - groupStart >= GROUP_MIN) cut(pos);
+  }
+  pieces.push({ kind: 'zero', start: pos, length: 2 * BLOCK });
+  pos += 2 * BLOCK;
+  cut(pos);
+  return { pieces, frames, entries, tarSize: pos };
+}
+
+export interface WriteArchiveOptions {
+  entries: ScannedEntry[];
+  outPath: string;
+  compression: Compression;
+  level: number;
+  pool: CodecPool;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface WrittenArchive {
+  frames: Frame[];
+  entries: Entry[];
+  size: number;
+  sha256: string;
+  tarSize: number;
+  tarSha256: string;
+}
+
+async function readExactly(fh: FileHandle, buf: Buffer, at: number, length: number, position: number, path: string): Promise<void> {
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(buf, at + got, length - got, position + got);
+    if (bytesRead === 0) {
+      throw new DeployToolError('ERR_SOURCE_CHANGED', `File ${path} became shorter while it was being packed`, {
+        hint: 'Do not modify the source folder during pack; run pack again.',
+      });
+    }
+    got += bytesRead;
+  }
+}
+
+export async function writeArchive(options: WriteArchiveOptions): Promise<WrittenArchive> {
+  const layout = planLayout(options.entries);
+  const total = layout.tarSize;
+  const checker = new TarChecker(layout.entries, layout.tarSize, { checkDigests: false, hashTar: true });
+  const out = await open(options.outPath, 'wx', 0o644);
+  const archiveHash = createHash('sha256');
+  const frames: Frame[] = [];
+  let written = 0;
+  const openFiles = new Map<string, FileHandle>();
+  const inflight: Promise<{ data: Uint8Array; sha256: string; tarStart: number; tarSize: number }>[] = [];
+  const depth = Math.max(2, options.pool.size * 2);
+  let pieceIdx = 0;
+
+  const flushOne = async (): Promise<void> => {
+    const next = inflight.shift();
+    if (!next) return;
+    const r = await next;
+    await out.write(r.data, 0, r.data.length, written);
+    archiveHash.update(r.data);
+    frames.push({ offset: written, size: r.data.length, tarOffset: r.tarStart, tarSize: r.tarSize, sha256: r.sha256 });
+    written += r.data.length;
+    options.onProgress?.(r.tarStart + r.tarSize, total);
+  };
+
+  try {
+    for (const [start, end] of layout.frames) {
+      const buf = Buffer.allocUnsafe(end - start);
+      // Fill the frame from the pieces that overlap it.
+      while (pieceIdx < layout.pieces.length) {
+        const p = layout.pieces[pieceIdx];
+        if (!p) break;
+        const pLen = p.kind === 'bytes' ? p.buf.length : p.length;
+        const pEnd = p.start + pLen;
+        const from = Math.max(p.start, start);
+        const to = Math.min(pEnd, end);
+        if (to > from) {
+          const at = from - start;
+          if (p.kind === 'bytes') p.buf.copy(buf, at, from - p.start, to - p.start);
+          else if (p.kind === 'zero') buf.fill(0, at, at + (to - from));
+          else {
+            let fh = openFiles.get(p.entry.abs);
+            if (!fh) {
+              fh = await open(p.entry.abs, 'r');
+              openFiles.set(p.entry.abs, fh);
+            }
+            await readExactly(fh, buf, at, to - from, p.fileOffset + (from - p.start), p.entry.abs);
+            if (p.fileOffset + (to - p.start) === p.entry.size) {
+              const st = await fh.stat();
+              if (st.size !== p.entry.size) {
+                throw new DeployToolError('ERR_SOURCE_CHANGED', `File ${p.entry.abs} changed size while it was being packed`, {
+                  hint: 'Do not modify the source folder during pack; run pack again.',
+                });
+              }
+              await fh.close();
+              openFiles.delete(p.entry.abs);
+            }
+          }
+        }
+        if (pEnd <= end) pieceIdx++;
+        else break;
+      }
+      await checker.push(buf);
+      const tarStart = start;
+      const tarSize = end - start;
+      inflight.push(
+        options.pool.run({ op: 'compress', alg: options.compression, level: options.level, data: buf, roundTrip: true }).then((r) => {
+          if (!r.ok) {
+            throw new DeployToolError('ERR_COMPRESSION', `${options.compression} compression failed: ${r.message}`, {
+              hint: 'Try another --compression, or report this as a bug.',
+            });
+          }
+          return { data: r.data, sha256: r.sha256, tarStart, tarSize };
+        }),
+      );
+      if (inflight.length >= depth) await flushOne();
+    }
+    while (inflight.length) await flushOne();
+    const tarSha256 = checker.finish() ?? '';
+    await out.sync();
+    const entries = layout.entries.map((e) => (e.type === 'file' ? { ...e, sha256: checker.digests.get(e.path) ?? '' } : e));
+    return { frames, entries, size: written, sha256: archiveHash.digest('hex'), tarSize: layout.tarSize, tarSha256 };
+  } catch (err) {
+    await Promise.allSettled(inflight);
+    if (err instanceof TarFormatError) throw new Error(`internal: packed stream failed its own check: ${err.message}`);
+    throw err;
+  } finally {
+    await out.close();
+    for (const fh of openFiles.values()) await fh.close();
+  }
+}

@@ -1,0 +1,144 @@
+import { readFile } from 'node:fs/promises';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { DeployToolError, errnoCode } from './errors.js';
+
+export const CONFIG_FILE = '.deploy-tool.yaml';
+export const CONFIG_SCHEMA_VERSION = 1;
+
+export const COMPRESSIONS = ['zstd', 'gzip', 'bzip2', 'xz', 'lz4', 'none'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+
+const hookSchema = z.string().min(1);
+
+const configSchema = z.object({
+  schema_version: z.literal(CONFIG_SCHEMA_VERSION),
+  project: z.object({
+    name: z.string().min(1),
+    type: z.string().min(1),
+  }),
+  defaults: z
+    .object({
+      compression: z.enum(COMPRESSIONS).optional(),
+      level: z.number().int().min(0).max(22).optional(),
+      keep: z.number().int().min(1).max(1000).optional(),
+    })
+    .optional(),
+  health_check: z.string().min(1).optional(),
+  health_check_timeout: z.number().positive().optional(),
+  hooks: z
+    .object({
+      pre_deploy: hookSchema.optional(),
+      post_deploy: hookSchema.optional(),
+      post_rollback: hookSchema.optional(),
+      timeout: z.number().positive().optional(),
+    })
+    .optional(),
+});
+
+export type ProjectConfig = z.infer<typeof configSchema>;
+
+/** Keys whose presence means someone put a credential in a committed file. */
+const SECRET_KEY_RE = /^(secret|secret_?access_?key|access_?key_?secret|password|passphrase|token|session_?token|private_?key|api_?key)$/i;
+
+function findSecretKeys(value: unknown, path: string[] = []): string[] {
+  if (!value || typeof value !== 'object') return [];
+  const found: string[] = [];
+  for (const [k, v] of Object.entries(value)) {
+    if (SECRET_KEY_RE.test(k) && v !== null && v !== '') found.push([...path, k].join('.'));
+    found.push(...findSecretKeys(v, [...path, k]));
+  }
+  return found;
+}
+
+function unknownKeys(value: unknown, schema: z.ZodType, path: string[] = []): string[] {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return [];
+  let inner: z.ZodType = schema;
+  while (inner instanceof z.ZodOptional || inner instanceof z.ZodDefault) inner = inner.unwrap() as z.ZodType;
+  if (!(inner instanceof z.ZodObject)) return [];
+  const shape = inner.shape as Record<string, z.ZodType>;
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(value)) {
+    const child = shape[k];
+    if (!child) out.push([...path, k].join('.'));
+    else out.push(...unknownKeys(v, child, [...path, k]));
+  }
+  return out;
+}
+
+export interface LoadedConfig {
+  config: ProjectConfig;
+  warnings: string[];
+}
+
+/** Parses and validates the text of a `.deploy-tool.yaml`. `where` names the file in errors. */
+export function parseConfig(text: string, where: string): LoadedConfig {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  if (doc.errors.length > 0) {
+    const first = doc.errors[0];
+    throw new DeployToolError('ERR_CONFIG_INVALID', `${where} is not valid YAML: ${first?.message ?? 'parse error'}`, {
+      hint: 'Fix the YAML syntax at the line shown.',
+    });
+  }
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 50 });
+  } catch (err) {
+    throw new DeployToolError('ERR_CONFIG_INVALID', `${where} could not be read: ${(err as Error).message}`, {
+      hint: 'Remove excessive YAML aliases or anchors from the file.',
+    });
+  }
+  const secrets = findSecretKeys(raw);
+  if (secrets.length > 0) {
+    throw new DeployToolError('ERR_CONFIG_SECRET', `${where} contains a credential (${secrets.join(', ')})`, {
+      hint:
+        'Never commit secrets. Remove the key and provide credentials through the environment ' +
+        '(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, BOS_ACCESS_KEY_ID/BOS_SECRET_ACCESS_KEY, DEPLOY_TOOL_TOKEN) ' +
+        'or a standard credentials file.',
+    });
+  }
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const at = issue?.path.length ? issue.path.join('.') : '(top level)';
+    throw new DeployToolError('ERR_CONFIG_INVALID', `${where}: ${at}: ${issue?.message ?? 'invalid'}`, {
+      hint: `See docs/formats.md for the fields of ${CONFIG_FILE} (schema_version ${CONFIG_SCHEMA_VERSION}).`,
+    });
+  }
+  const warnings = unknownKeys(raw, configSchema).map((k) => `${where}: unknown key "${k}" ignored`);
+  return { config: result.data, warnings };
+}
+
+export async function loadConfig(path: string): Promise<LoadedConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') {
+      throw new DeployToolError('ERR_PROJECT_NOT_FOUND', `Project root not found: ${path} does not exist`, {
+        hint: 'Run "deploy-tool init" to create a project, or pass --project-root.',
+      });
+    }
+    throw err;
+  }
+  return parseConfig(text, path);
+}
+
+export function renderInitialConfig(name: string, type: string): string {
+  return `# deploy-tool project configuration (marks the project root). See docs/formats.md.
+schema_version: ${CONFIG_SCHEMA_VERSION}
+project:
+  name: ${JSON.stringify(name)}
+  type: ${JSON.stringify(type)}
+defaults:
+  compression: zstd
+  level: 3
+  keep: 5
+# health_check: "python -c 'import model'"   # run in the target after each switch
+# hooks:
+#   pre_deploy: "echo about to deploy"
+#   post_deploy: "systemctl restart my-model"
+#   post_rollback: "systemctl restart my-model"
+#   timeout: 300
+`;
+}
