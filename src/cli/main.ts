@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { toolVersion } from '../core/version.js';
+import { registerInit } from './commands/init.js';
+import { registerLists } from './commands/list.js';
+import { registerPack } from './commands/pack.js';
+import { registerPublish } from './commands/publish.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('deploy-tool')
+    .description('Pack, publish and deploy ML model artifacts as versioned, verified components')
+    .version(toolVersion(), '-V, --version', 'print the version')
+    // Program options are read before the subcommand only, so that `pack --version 1.0.0` is the
+    // component version; the global flags are added to every subcommand below instead.
+    .enablePositionalOptions()
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  addGlobalOptions(program);
+  for (const register of [registerInit, registerPack, registerPublish, registerLists]) register(program);
+  const visit = (cmd: Command): void => {
+    for (const sub of cmd.commands) {
+      sub.exitOverride();
+      if (sub.commands.length === 0) addGlobalOptions(sub);
+      visit(sub);
+    }
+  };
+  visit(program);
+  return program;
+}
+
+function addGlobalOptions(cmd: Command): void {
+  cmd
+    .option('--project-root <dir>', 'project root (default: the nearest folder with .deploy-tool.yaml)')
+    .option('-v, --verbose', 'show each step with timings, and stack traces on errors')
+    .option('-q, --quiet', 'print only errors')
+    .option('--json', 'print one JSON result on stdout')
+    .option('--no-color', 'no colors (also with NO_COLOR)');
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+        process.exitCode = 0;
+      } else {
+        process.exitCode = 2;
+      }
+      return;
+    }
+    throw err;
+  }
+}
+
+await main();

@@ -1,0 +1,217 @@
+import { join } from 'node:path';
+import { verifyArchiveDigest, openLocalArchive } from '../archive/reader.js';
+import { DeployToolError } from '../core/errors.js';
+import type { CommonOptions } from '../core/events.js';
+import { writeFileAtomic } from '../core/fs-atomic.js';
+import { gitInfo } from '../core/git.js';
+import { openProject, type Project } from '../core/project.js';
+import { sha256Hex } from '../core/hash.js';
+import { toolName } from '../core/version.js';
+import { parseComponentRef, validateVersion, type ComponentRef } from '../core/validate.js';
+import type { ComponentManifest } from '../manifest/component.js';
+import { serializeManifest } from '../manifest/component.js';
+import {
+  RELEASE_SCHEMA_VERSION,
+  parseReleaseManifestText,
+  type ReleaseComponent,
+  type ReleaseManifest,
+} from '../manifest/release.js';
+import { createFilesystemStore } from '../store/drivers/filesystem.js';
+import { loadComponentManifest, manifestFileName } from './components.js';
+
+export interface PublishOptions extends CommonOptions {
+  components: string[];
+  releaseVersion?: string | undefined;
+  method?: string | undefined;
+  notes?: string | undefined;
+}
+
+export interface PublishedComponent {
+  type: string;
+  version: string;
+  archive: string;
+  archiveSize: number;
+  archiveSha256: string;
+  placedBy: 'link' | 'copy' | 'existing';
+}
+
+export interface PublishResult {
+  status: 'published' | 'unchanged';
+  method: 'filesystem';
+  release: string | undefined;
+  /** Folder that holds everything the server needs. */
+  publishedDir: string;
+  releaseManifestPath: string | undefined;
+  gitReleaseFile: string | undefined;
+  components: PublishedComponent[];
+  totalBytes: number;
+}
+
+export const RELEASE_FILE = 'release.json';
+
+export function releaseComponentPaths(ref: ComponentRef, archiveName: string): { dir: string; manifest: string; archive: string } {
+  const dir = `${ref.type}/${ref.version}`;
+  return { dir, manifest: `${dir}/${manifestFileName(ref)}`, archive: `${dir}/${archiveName}` };
+}
+
+interface Checked {
+  ref: ComponentRef;
+  manifest: ComponentManifest;
+  text: string;
+  archivePath: string;
+}
+
+/** Loads and checks every component (manifest valid, archive present with the right size and sha256). */
+export async function checkComponents(project: Project, refs: ComponentRef[], options: CommonOptions): Promise<Checked[]> {
+  const seen = new Set<string>();
+  const out: Checked[] = [];
+  for (const ref of refs) {
+    if (seen.has(ref.type)) {
+      throw new DeployToolError('ERR_USAGE', `Component type "${ref.type}" is given twice`, {
+        hint: 'A release holds one version of each component type.',
+      });
+    }
+    seen.add(ref.type);
+    const { manifest, text } = await loadComponentManifest(project, ref);
+    const archivePath = join(project.paths.dist, manifest.archive.name);
+    const source = await openLocalArchive(archivePath).catch((err: unknown) => {
+      if (err instanceof DeployToolError && err.code === 'ERR_ARCHIVE_MISSING') {
+        throw new DeployToolError('ERR_ARCHIVE_MISSING', `Archive of ${ref.type}:${ref.version} not found: ${archivePath}`, {
+          hint: `dist/ is not in git: pack it again on this machine ("deploy-tool pack PATH --type ${ref.type} --version ${ref.version}").`,
+        });
+      }
+      throw err;
+    });
+    try {
+      options.onLog?.(`verifying ${archivePath}`);
+      await verifyArchiveDigest(source, manifest);
+    } finally {
+      await source.close();
+    }
+    out.push({ ref, manifest, text, archivePath });
+  }
+  return out;
+}
+
+export async function publish(options: PublishOptions): Promise<PublishResult> {
+  const method = options.method ?? 'filesystem';
+  if (method !== 'filesystem') {
+    throw new DeployToolError('ERR_USAGE', `Publishing method "${method}" is not available`, {
+      hint: 'Use --method filesystem.',
+    });
+  }
+  if (options.components.length === 0) {
+    throw new DeployToolError('ERR_USAGE', 'publish needs at least one --component TYPE:VERSION', {
+      hint: 'Example: deploy-tool publish --component model:1.0.0 --component config:1.0.0 --release-version 2024.01.20',
+    });
+  }
+  const project = await openProject(options);
+  for (const w of project.warnings) options.onWarning?.(w);
+  const refs = options.components.map(parseComponentRef);
+  const release = options.releaseVersion === undefined ? undefined : validateVersion(options.releaseVersion, 'Release version');
+  const checked = await checkComponents(project, refs, options);
+
+  const storeRoot = release ? join(project.paths.releases, release) : join(project.paths.deployment, 'components');
+  const store = createFilesystemStore({ root: storeRoot });
+  const entries: ReleaseComponent[] = checked.map((c) => {
+    const p = releaseComponentPaths(c.ref, c.manifest.archive.name);
+    return {
+      type: c.ref.type,
+      version: c.ref.version,
+      manifest: p.manifest,
+      manifestSha256: sha256Hex(c.text),
+      archive: p.archive,
+      archiveSha256: c.manifest.archive.sha256,
+      archiveSize: c.manifest.archive.size,
+      compression: c.manifest.archive.compression,
+    };
+  });
+
+  let existingRelease: ReleaseManifest | undefined;
+  if (release) {
+    const existing = await store.get(RELEASE_FILE);
+    if (existing) {
+      existingRelease = parseReleaseManifestText(existing.toString('utf8'), join(storeRoot, RELEASE_FILE));
+      const key = (cs: ReleaseComponent[]): string =>
+        cs.map((c) => `${c.type}:${c.version}:${c.archiveSha256}:${c.manifestSha256}`).sort().join('|');
+      if (key(existingRelease.components) !== key(entries)) {
+        throw new DeployToolError('ERR_RELEASE_EXISTS', `Release ${release} is already published with different components`, {
+          hint: 'Published releases are immutable: choose a new --release-version.',
+          details: { existing: existingRelease.components.map((c) => `${c.type}:${c.version}`) },
+        });
+      }
+    }
+  }
+
+  const published: PublishedComponent[] = [];
+  for (const [i, c] of checked.entries()) {
+    const e = entries[i];
+    if (!e) continue;
+    const cur = await store.head(e.archive);
+    let placedBy: PublishedComponent['placedBy'] = 'existing';
+    if (!cur || cur.size !== c.manifest.archive.size) {
+      options.onLog?.(`placing ${e.archive}`);
+      await store.putFile(e.archive, c.archivePath);
+      const local = store.localPath?.(e.archive);
+      placedBy = local ? await sameInode(local, c.archivePath) : 'copy';
+    }
+    await store.put(e.manifest, c.text);
+    published.push({
+      type: e.type,
+      version: e.version,
+      archive: join(storeRoot, e.archive),
+      archiveSize: e.archiveSize,
+      archiveSha256: e.archiveSha256,
+      placedBy,
+    });
+    options.onProgress?.({ phase: 'publish', item: `${e.type}:${e.version}`, done: i + 1, total: checked.length, unit: 'items' });
+  }
+
+  let releaseManifestPath: string | undefined;
+  let gitReleaseFile: string | undefined;
+  if (release) {
+    releaseManifestPath = join(storeRoot, RELEASE_FILE);
+    gitReleaseFile = join(project.paths.releases, `${release}.release.json`);
+    let text: string;
+    if (existingRelease) {
+      text = (await store.get(RELEASE_FILE))?.toString('utf8') ?? '';
+    } else {
+      const manifest: ReleaseManifest = {
+        schemaVersion: RELEASE_SCHEMA_VERSION,
+        kind: 'deploy-tool/release',
+        release,
+        createdAt: new Date().toISOString(),
+        tool: toolName(),
+        notes: options.notes ?? null,
+        project: { name: project.config.project.name, type: project.config.project.type },
+        git: await gitInfo(project.root),
+        components: entries,
+      };
+      text = serializeManifest(manifest);
+      // The release manifest is written last and exclusively: it is what makes the release exist.
+      const r = await store.put(RELEASE_FILE, text, { ifNoneMatch: true });
+      if (r.status === 'exists') {
+        throw new DeployToolError('ERR_RELEASE_EXISTS', `Release ${release} was published by someone else meanwhile`, {
+          hint: 'Run publish again to compare, or choose a new --release-version.',
+        });
+      }
+    }
+    await writeFileAtomic(gitReleaseFile, text);
+  }
+  return {
+    status: existingRelease ? 'unchanged' : 'published',
+    method: 'filesystem',
+    release,
+    publishedDir: storeRoot,
+    releaseManifestPath,
+    gitReleaseFile,
+    components: published,
+    totalBytes: published.reduce((s, c) => s + c.archiveSize, 0),
+  };
+}
+
+async function sameInode(a: string, b: string): Promise<'link' | 'copy'> {
+  const { stat } = await import('node:fs/promises');
+  const [sa, sb] = await Promise.all([stat(a), stat(b)]);
+  return sa.ino === sb.ino && sa.dev === sb.dev ? 'link' : 'copy';
+}
