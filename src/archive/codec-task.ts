@@ -20,13 +20,18 @@ export async function runCodecTask(task: CodecTask): Promise<CodecResult> {
       const out = await compressFrame(task.alg, task.level, input);
       if (task.roundTrip) {
         const back = await decompressFrame(task.alg, out, input.length);
-        if (!back.equals(input)) return { ok: false, kind: 'failed', message: 'compressed frame does not round-trip' };
+        if (!back.equals(input))
+          return { ok: false, kind: 'failed', message: 'compressed frame does not round-trip' };
       }
       return { ok: true, data: out, sha256: createHash('sha256').update(out).digest('hex') };
     }
     const digest = createHash('sha256').update(input).digest('hex');
     if (digest !== task.expectedSha256) {
-      return { ok: false, kind: 'digest', message: `frame sha256 is ${digest}, expected ${task.expectedSha256}` };
+      return {
+        ok: false,
+        kind: 'digest',
+        message: `frame sha256 is ${digest}, expected ${task.expectedSha256}`,
+      };
     }
     const out = await decompressFrame(task.alg, input, task.expectedSize);
     return { ok: true, data: out, sha256: digest };

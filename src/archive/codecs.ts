@@ -81,11 +81,14 @@ function runCli(cmd: string, args: string[], input: Uint8Array, maxOut: number):
     });
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     child.on('error', (err) =>
-      reject(new CodecError(`cannot run ${cmd}: ${err.message} (install it: apt-get install ${cmd})`, 'failed')),
+      reject(
+        new CodecError(`cannot run ${cmd}: ${err.message} (install it: apt-get install ${cmd})`, 'failed'),
+      ),
     );
     child.on('close', (code) => {
       if (tooLarge) reject(new CodecError(`frame inflates past its declared size`, 'too-large'));
-      else if (code !== 0) reject(new CodecError(`${cmd} failed: ${stderr.trim() || `exit ${code}`}`, 'corrupt'));
+      else if (code !== 0)
+        reject(new CodecError(`${cmd} failed: ${stderr.trim() || `exit ${code}`}`, 'corrupt'));
       else resolve(Buffer.concat(chunks));
     });
     child.stdin.on('error', () => undefined);
@@ -112,7 +115,8 @@ export async function compressFrame(alg: Compression, level: number, data: Buffe
 
 /** Upper bound of an LZ4 frame's output, from its block structure, without decompressing. */
 function lz4Bound(src: Buffer): number {
-  if (src.length < 7 || src.readUInt32LE(0) !== 0x184d2204) throw new CodecError('not an LZ4 frame', 'corrupt');
+  if (src.length < 7 || src.readUInt32LE(0) !== 0x184d2204)
+    throw new CodecError('not an LZ4 frame', 'corrupt');
   const flg = src[4] ?? 0;
   const bd = src[5] ?? 0;
   const blockMax = [0, 0, 0, 0, 65536, 262144, 1048576, 4194304][(bd >> 4) & 7] ?? 0;
@@ -134,7 +138,8 @@ function lz4Bound(src: Buffer): number {
 
 function checkSize(out: Buffer, expected: number): Buffer {
   if (out.length > expected) throw new CodecError(`frame inflates past its declared size`, 'too-large');
-  if (out.length < expected) throw new CodecError(`frame inflates to ${out.length} bytes, expected ${expected}`, 'too-small');
+  if (out.length < expected)
+    throw new CodecError(`frame inflates to ${out.length} bytes, expected ${expected}`, 'too-small');
   return out;
 }
 
@@ -155,7 +160,10 @@ export async function decompressFrame(alg: Compression, data: Buffer, expected: 
         return checkSize(loadLz4().decompressFrameSync(data), expected);
       }
       case 'xz':
-        return checkSize(await streamCapped(loadLzma().createStream('autoDecoder'), data, expected), expected);
+        return checkSize(
+          await streamCapped(loadLzma().createStream('autoDecoder'), data, expected),
+          expected,
+        );
       case 'bzip2':
         return checkSize(await runCli('bzip2', ['-dc'], data, expected), expected);
       case 'none':

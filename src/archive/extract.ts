@@ -55,7 +55,8 @@ export function createExtractSink(root: string, options: { durable?: boolean } =
           await mkdir(abs, { mode: 0o755 });
           dirs.add(e.path);
         } else if (e.type === 'symlink') {
-          if (!symlinkStaysInside(e.path, e.target)) throw unsafe(e.path, `symlink target "${e.target}" leaves the folder`);
+          if (!symlinkStaysInside(e.path, e.target))
+            throw unsafe(e.path, `symlink target "${e.target}" leaves the folder`);
           await symlink(e.target, abs);
           links.add(e.path);
         } else {
@@ -119,4 +120,3 @@ export function createExtractSink(root: string, options: { durable?: boolean } =
     },
   };
 }
-

@@ -61,15 +61,22 @@ function corrupt(location: string, message: string, hint?: string): DeployToolEr
 export async function verifyArchiveDigest(source: ArchiveSource, manifest: ComponentManifest): Promise<void> {
   const size = await source.size();
   if (size !== manifest.archive.size) {
-    throw corrupt(source.location, `archive has ${size} bytes, the manifest says ${manifest.archive.size}`,
-      size < manifest.archive.size ? 'The archive is truncated: transfer it again.' : undefined);
+    throw corrupt(
+      source.location,
+      `archive has ${size} bytes, the manifest says ${manifest.archive.size}`,
+      size < manifest.archive.size ? 'The archive is truncated: transfer it again.' : undefined,
+    );
   }
   const hash = createHash('sha256');
   const chunk = 8 * 1024 * 1024;
-  for (let off = 0; off < size; off += chunk) hash.update(await source.read(off, Math.min(chunk, size - off)));
+  for (let off = 0; off < size; off += chunk)
+    hash.update(await source.read(off, Math.min(chunk, size - off)));
   const digest = hash.digest('hex');
   if (digest !== manifest.archive.sha256) {
-    throw corrupt(source.location, `archive sha256 is ${digest}, the manifest says ${manifest.archive.sha256}`);
+    throw corrupt(
+      source.location,
+      `archive sha256 is ${digest}, the manifest says ${manifest.archive.sha256}`,
+    );
   }
 }
 
@@ -86,7 +93,10 @@ export interface ReadArchiveOptions {
 export async function readArchive(options: ReadArchiveOptions): Promise<void> {
   const { manifest, source, pool } = options;
   if (options.verifyDigest !== false) await verifyArchiveDigest(source, manifest);
-  const checker = new TarChecker(manifest.files, manifest.archive.tarSize, { checkDigests: true, sink: options.sink });
+  const checker = new TarChecker(manifest.files, manifest.archive.tarSize, {
+    checkDigests: true,
+    sink: options.sink,
+  });
   const depth = Math.max(2, pool.size * 2);
   const inflight: Promise<Buffer>[] = [];
   let next = 0;
@@ -106,9 +116,13 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
         });
         if (!r.ok) {
           if (r.kind === 'too-large') {
-            throw new DeployToolError('ERR_ARCHIVE_UNSAFE', `${source.location}: frame ${index} inflates past its declared ${f.tarSize} bytes`, {
-              hint: 'Refused as a possible decompression bomb. Do not deploy this archive.',
-            });
+            throw new DeployToolError(
+              'ERR_ARCHIVE_UNSAFE',
+              `${source.location}: frame ${index} inflates past its declared ${f.tarSize} bytes`,
+              {
+                hint: 'Refused as a possible decompression bomb. Do not deploy this archive.',
+              },
+            );
           }
           throw corrupt(source.location, `frame ${index}: ${r.message}`);
         }

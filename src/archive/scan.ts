@@ -47,7 +47,8 @@ export async function scanSource(root: string, options: ScanOptions = {}): Promi
   const includeMatch = options.include?.length ? picomatch(options.include, { dot: true }) : undefined;
   const excludeMatch = options.exclude?.length ? picomatch(options.exclude, { dot: true }) : undefined;
   const isExcluded = (rel: string, isDir: boolean): boolean =>
-    !!excludeMatch && (excludeMatch(rel) || (isDir && excludeMatch(`${rel}/`)) || excludeMatch(rel.split('/').pop() ?? ''));
+    !!excludeMatch &&
+    (excludeMatch(rel) || (isDir && excludeMatch(`${rel}/`)) || excludeMatch(rel.split('/').pop() ?? ''));
 
   const entries: ScannedEntry[] = [];
   let excluded = 0;
@@ -57,9 +58,13 @@ export async function scanSource(root: string, options: ScanOptions = {}): Promi
     try {
       names = await readdir(dirAbs);
     } catch (err) {
-      throw new DeployToolError('ERR_SOURCE_UNREADABLE', `Cannot read folder ${dirAbs}: ${errnoCode(err) ?? String(err)}`, {
-        hint: 'Fix the permissions of that folder, or exclude it with --exclude.',
-      });
+      throw new DeployToolError(
+        'ERR_SOURCE_UNREADABLE',
+        `Cannot read folder ${dirAbs}: ${errnoCode(err) ?? String(err)}`,
+        {
+          hint: 'Fix the permissions of that folder, or exclude it with --exclude.',
+        },
+      );
     }
     names.sort(byteCompare);
     for (const name of names) {
@@ -118,12 +123,20 @@ export async function scanSource(root: string, options: ScanOptions = {}): Promi
           throw new DeployToolError(
             'ERR_SOURCE_SYMLINK_OUTSIDE',
             `Symlink ${abs} points outside the source folder (-> ${target})`,
-            { hint: 'Replace it with the file itself, make it a relative link inside the folder, or --exclude it.' },
+            {
+              hint: 'Replace it with the file itself, make it a relative link inside the folder, or --exclude it.',
+            },
           );
         }
         entries.push({ path: rel, type: 'symlink', mode: 0o777, size: 0, abs, target });
       } else {
-        const kind = st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'a special file';
+        const kind = st.isFIFO()
+          ? 'a FIFO'
+          : st.isSocket()
+            ? 'a socket'
+            : st.isCharacterDevice() || st.isBlockDevice()
+              ? 'a device'
+              : 'a special file';
         throw new DeployToolError('ERR_SOURCE_SPECIAL_FILE', `Cannot pack ${abs}: it is ${kind}`, {
           hint: 'Only regular files, folders and symlinks can be packed. Remove it or --exclude it.',
         });
@@ -133,9 +146,13 @@ export async function scanSource(root: string, options: ScanOptions = {}): Promi
 
   await walk(rootAbs, '');
   if (!entries.some((e) => e.type === 'file')) {
-    throw new DeployToolError('ERR_SOURCE_EMPTY', `Nothing to pack: ${rootAbs} has no files${excluded ? ` (${excluded} excluded)` : ''}`, {
-      hint: 'Check the PATH argument and the include/exclude patterns.',
-    });
+    throw new DeployToolError(
+      'ERR_SOURCE_EMPTY',
+      `Nothing to pack: ${rootAbs} has no files${excluded ? ` (${excluded} excluded)` : ''}`,
+      {
+        hint: 'Check the PATH argument and the include/exclude patterns.',
+      },
+    );
   }
   void relative;
   return { entries, excluded };

@@ -214,24 +214,40 @@ export class TarChecker {
       throw new TarFormatError(`archive ends before entry "${expected.path}" (missing entry)`, expected.path);
     }
     const h = new Header(block, 0);
-    if (!h.cksumValid) throw new TarFormatError(`bad tar header checksum at tar offset ${headerPos}`, expected.path);
+    if (!h.cksumValid)
+      throw new TarFormatError(`bad tar header checksum at tar offset ${headerPos}`, expected.path);
     const type = h.type;
     if (type === 'ExtendedHeader') {
-      if (this.pax !== undefined) throw new TarFormatError(`two PAX headers in a row at tar offset ${headerPos}`);
+      if (this.pax !== undefined)
+        throw new TarFormatError(`two PAX headers in a row at tar offset ${headerPos}`);
       if (headerPos !== expected.header) {
-        throw new TarFormatError(`entry "${expected.path}" should start at tar offset ${expected.header}`, expected.path);
+        throw new TarFormatError(
+          `entry "${expected.path}" should start at tar offset ${expected.header}`,
+          expected.path,
+        );
       }
       const size = h.size ?? 0;
-      if (size <= 0 || size > 65536) throw new TarFormatError(`PAX header of unreasonable size at ${headerPos}`);
+      if (size <= 0 || size > 65536)
+        throw new TarFormatError(`PAX header of unreasonable size at ${headerPos}`);
       this.state = { kind: 'pax', remaining: size, padded: roundUp512(size) };
       return;
     }
     const pax = this.pax ?? {};
     this.pax = undefined;
     const rawPath = pax.path ?? h.path ?? '';
-    const typeName = type === 'File' || type === 'OldFile' ? 'file' : type === 'Directory' ? 'directory' : type === 'SymbolicLink' ? 'symlink' : undefined;
+    const typeName =
+      type === 'File' || type === 'OldFile'
+        ? 'file'
+        : type === 'Directory'
+          ? 'directory'
+          : type === 'SymbolicLink'
+            ? 'symlink'
+            : undefined;
     if (!typeName) {
-      throw new TarFormatError(`entry "${rawPath}" has unsupported type ${String(type)} (only files, folders and symlinks are allowed)`, rawPath);
+      throw new TarFormatError(
+        `entry "${rawPath}" has unsupported type ${String(type)} (only files, folders and symlinks are allowed)`,
+        rawPath,
+      );
     }
     const path = typeName === 'directory' ? rawPath.replace(/\/$/, '') : rawPath;
     if (path !== expected.path) {
@@ -242,19 +258,29 @@ export class TarChecker {
     }
     const mode = (h.mode ?? 0) & 0o7777;
     if (mode.toString(8).padStart(4, '0') !== expected.mode) {
-      throw new TarFormatError(`tar entry "${path}" has mode ${mode.toString(8)}, the index says ${expected.mode}`, path);
+      throw new TarFormatError(
+        `tar entry "${path}" has mode ${mode.toString(8)}, the index says ${expected.mode}`,
+        path,
+      );
     }
     const size = h.size ?? 0;
     if (expected.type === 'symlink') {
       const target = pax.linkpath ?? h.linkpath ?? '';
-      if (target !== expected.target) throw new TarFormatError(`symlink "${path}" target does not match the index`, path);
+      if (target !== expected.target)
+        throw new TarFormatError(`symlink "${path}" target does not match the index`, path);
     }
     if (expected.type === 'file') {
       if (size !== expected.size) {
-        throw new TarFormatError(`tar entry "${path}" has ${size} bytes, the index says ${expected.size}`, path);
+        throw new TarFormatError(
+          `tar entry "${path}" has ${size} bytes, the index says ${expected.size}`,
+          path,
+        );
       }
       if (this.pos !== expected.offset) {
-        throw new TarFormatError(`data of "${path}" starts at ${this.pos}, the index says ${expected.offset}`, path);
+        throw new TarFormatError(
+          `data of "${path}" starts at ${this.pos}, the index says ${expected.offset}`,
+          path,
+        );
       }
     } else if (size !== 0) {
       throw new TarFormatError(`tar entry "${path}" is a ${typeName} with data`, path);
@@ -274,7 +300,10 @@ export class TarChecker {
   private async finishFile(entry: FileEntry, hash: Hash): Promise<void> {
     const digest = hash.digest('hex');
     if (this.options.checkDigests && digest !== entry.sha256) {
-      throw new TarFormatError(`file "${entry.path}" has sha256 ${digest}, the manifest says ${entry.sha256}`, entry.path);
+      throw new TarFormatError(
+        `file "${entry.path}" has sha256 ${digest}, the manifest says ${entry.sha256}`,
+        entry.path,
+      );
     }
     this.digests.set(entry.path, digest);
     if (this.options.sink?.end) await this.options.sink.end(entry, digest);

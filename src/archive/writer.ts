@@ -50,7 +50,15 @@ export function planLayout(scanned: ScannedEntry[]): Layout {
     const mode = e.mode.toString(8).padStart(4, '0');
     if (e.type === 'file') {
       const dataAt = pos;
-      entries.push({ path: e.path, type: 'file', mode, header: headerAt, offset: dataAt, size: e.size, sha256: '' });
+      entries.push({
+        path: e.path,
+        type: 'file',
+        mode,
+        header: headerAt,
+        offset: dataAt,
+        size: e.size,
+        sha256: '',
+      });
       const large = e.size >= LARGE_FILE;
       if (large) cut(dataAt);
       for (let off = 0; off < e.size; off += FRAME_SIZE) {
@@ -95,14 +103,25 @@ export interface WrittenArchive {
   tarSha256: string;
 }
 
-async function readExactly(fh: FileHandle, buf: Buffer, at: number, length: number, position: number, path: string): Promise<void> {
+async function readExactly(
+  fh: FileHandle,
+  buf: Buffer,
+  at: number,
+  length: number,
+  position: number,
+  path: string,
+): Promise<void> {
   let got = 0;
   while (got < length) {
     const { bytesRead } = await fh.read(buf, at + got, length - got, position + got);
     if (bytesRead === 0) {
-      throw new DeployToolError('ERR_SOURCE_CHANGED', `File ${path} became shorter while it was being packed`, {
-        hint: 'Do not modify the source folder during pack; run pack again.',
-      });
+      throw new DeployToolError(
+        'ERR_SOURCE_CHANGED',
+        `File ${path} became shorter while it was being packed`,
+        {
+          hint: 'Do not modify the source folder during pack; run pack again.',
+        },
+      );
     }
     got += bytesRead;
   }
@@ -127,7 +146,13 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
     const r = await next;
     await out.write(r.data, 0, r.data.length, written);
     archiveHash.update(r.data);
-    frames.push({ offset: written, size: r.data.length, tarOffset: r.tarStart, tarSize: r.tarSize, sha256: r.sha256 });
+    frames.push({
+      offset: written,
+      size: r.data.length,
+      tarOffset: r.tarStart,
+      tarSize: r.tarSize,
+      sha256: r.sha256,
+    });
     written += r.data.length;
     options.onProgress?.(r.tarStart + r.tarSize, total);
   };
@@ -157,9 +182,13 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
             if (p.fileOffset + (to - p.start) === p.entry.size) {
               const st = await fh.stat();
               if (st.size !== p.entry.size) {
-                throw new DeployToolError('ERR_SOURCE_CHANGED', `File ${p.entry.abs} changed size while it was being packed`, {
-                  hint: 'Do not modify the source folder during pack; run pack again.',
-                });
+                throw new DeployToolError(
+                  'ERR_SOURCE_CHANGED',
+                  `File ${p.entry.abs} changed size while it was being packed`,
+                  {
+                    hint: 'Do not modify the source folder during pack; run pack again.',
+                  },
+                );
               }
               await fh.close();
               openFiles.delete(p.entry.abs);
@@ -173,25 +202,41 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
       const tarStart = start;
       const tarSize = end - start;
       inflight.push(
-        options.pool.run({ op: 'compress', alg: options.compression, level: options.level, data: buf, roundTrip: true }).then((r) => {
-          if (!r.ok) {
-            throw new DeployToolError('ERR_COMPRESSION', `${options.compression} compression failed: ${r.message}`, {
-              hint: 'Try another --compression, or report this as a bug.',
-            });
-          }
-          return { data: r.data, sha256: r.sha256, tarStart, tarSize };
-        }),
+        options.pool
+          .run({ op: 'compress', alg: options.compression, level: options.level, data: buf, roundTrip: true })
+          .then((r) => {
+            if (!r.ok) {
+              throw new DeployToolError(
+                'ERR_COMPRESSION',
+                `${options.compression} compression failed: ${r.message}`,
+                {
+                  hint: 'Try another --compression, or report this as a bug.',
+                },
+              );
+            }
+            return { data: r.data, sha256: r.sha256, tarStart, tarSize };
+          }),
       );
       if (inflight.length >= depth) await flushOne();
     }
     while (inflight.length) await flushOne();
     const tarSha256 = checker.finish() ?? '';
     await out.sync();
-    const entries = layout.entries.map((e) => (e.type === 'file' ? { ...e, sha256: checker.digests.get(e.path) ?? '' } : e));
-    return { frames, entries, size: written, sha256: archiveHash.digest('hex'), tarSize: layout.tarSize, tarSha256 };
+    const entries = layout.entries.map((e) =>
+      e.type === 'file' ? { ...e, sha256: checker.digests.get(e.path) ?? '' } : e,
+    );
+    return {
+      frames,
+      entries,
+      size: written,
+      sha256: archiveHash.digest('hex'),
+      tarSize: layout.tarSize,
+      tarSha256,
+    };
   } catch (err) {
     await Promise.allSettled(inflight);
-    if (err instanceof TarFormatError) throw new Error(`internal: packed stream failed its own check: ${err.message}`);
+    if (err instanceof TarFormatError)
+      throw new Error(`internal: packed stream failed its own check: ${err.message}`, { cause: err });
     throw err;
   } finally {
     await out.close();

@@ -3,7 +3,9 @@ import type { CommonOptions } from '../core/events.js';
 import { createUi, type GlobalFlags, type Ui } from './ui.js';
 
 /** Runs a command's handler: builds the UI from the global flags, renders errors, sets the exit code. */
-export function action<O>(handler: (opts: O, ui: Ui, common: CommonOptions, args: string[]) => Promise<void>) {
+export function action<O>(
+  handler: (opts: O, ui: Ui, common: CommonOptions, args: string[]) => Promise<void>,
+) {
   return async (...args: unknown[]): Promise<void> => {
     const cmd = args[args.length - 1] as Command;
     const opts = cmd.optsWithGlobals<O & GlobalFlags>();

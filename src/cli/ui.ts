@@ -93,7 +93,14 @@ export function createUi(flags: GlobalFlags): Ui {
             ? `${ev.phase} ${ev.item ?? ''} [{bar}] {percentage}% | {doneh}/{totalh} | {rate}/s | ETA {eta_formatted}`
             : `${ev.phase} ${ev.item ?? ''} [{bar}] {value}/{total}`;
         bar = new cliProgress.SingleBar(
-          { format: fmt, stream: process.stderr, hideCursor: true, clearOnComplete: true, etaBuffer: 20, fps: 10 },
+          {
+            format: fmt,
+            stream: process.stderr,
+            hideCursor: true,
+            clearOnComplete: true,
+            etaBuffer: 20,
+            fps: 10,
+          },
           cliProgress.Presets.shades_classic,
         );
         bar.start(ev.total, 0, { doneh: '0 B', totalh: formatBytes(ev.total), rate: '0 B' });
@@ -101,7 +108,11 @@ export function createUi(flags: GlobalFlags): Ui {
       const t0 = started.get(key) ?? performance.now();
       started.set(key, t0);
       const secs = Math.max(0.001, (performance.now() - t0) / 1000);
-      bar?.update(ev.done, { doneh: formatBytes(ev.done), totalh: formatBytes(ev.total), rate: formatBytes(ev.done / secs) });
+      bar?.update(ev.done, {
+        doneh: formatBytes(ev.done),
+        totalh: formatBytes(ev.total),
+        rate: formatBytes(ev.done / secs),
+      });
       if (ev.done >= ev.total) stopProgress();
     },
     stopProgress,
@@ -115,18 +126,21 @@ export function createUi(flags: GlobalFlags): Ui {
         } else {
           err(`${paint('31', 'error')} [${e.code}]: ${e.message}`);
           if (e.hint) err(`${paint('36', 'hint:')} ${e.hint}`);
-          if (flags.verbose && e.cause) err(String((e.cause as Error).stack ?? e.cause));
+          if (flags.verbose && e.cause instanceof Error) err(e.cause.stack ?? e.cause.message);
           if (flags.verbose && e.stack) err(e.stack);
         }
         return e.code === 'ERR_USAGE' ? 2 : 1;
       }
       const message = e instanceof Error ? e.message : String(e);
       if (flags.json) {
-        process.stdout.write(`${redact(JSON.stringify({ ok: false, error: { code: 'ERR_INTERNAL', message, hint: null } }, null, 2))}\n`);
+        process.stdout.write(
+          `${redact(JSON.stringify({ ok: false, error: { code: 'ERR_INTERNAL', message, hint: null } }, null, 2))}\n`,
+        );
       } else {
         err(`${paint('31', 'error')} [ERR_INTERNAL]: ${message}`);
         if (flags.verbose && e instanceof Error && e.stack) err(e.stack);
-        else err(`${paint('36', 'hint:')} Run again with --verbose for details, and report it if it persists.`);
+        else
+          err(`${paint('36', 'hint:')} Run again with --verbose for details, and report it if it persists.`);
       }
       return 1;
     },

@@ -39,7 +39,8 @@ const configSchema = z.object({
 export type ProjectConfig = z.infer<typeof configSchema>;
 
 /** Keys whose presence means someone put a credential in a committed file. */
-const SECRET_KEY_RE = /^(secret|secret_?access_?key|access_?key_?secret|password|passphrase|token|session_?token|private_?key|api_?key)$/i;
+const SECRET_KEY_RE =
+  /^(secret|secret_?access_?key|access_?key_?secret|password|passphrase|token|session_?token|private_?key|api_?key)$/i;
 
 function findSecretKeys(value: unknown, path: string[] = []): string[] {
   if (!value || typeof value !== 'object') return [];
@@ -76,9 +77,13 @@ export function parseConfig(text: string, where: string): LoadedConfig {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
     const first = doc.errors[0];
-    throw new DeployToolError('ERR_CONFIG_INVALID', `${where} is not valid YAML: ${first?.message ?? 'parse error'}`, {
-      hint: 'Fix the YAML syntax at the line shown.',
-    });
+    throw new DeployToolError(
+      'ERR_CONFIG_INVALID',
+      `${where} is not valid YAML: ${first?.message ?? 'parse error'}`,
+      {
+        hint: 'Fix the YAML syntax at the line shown.',
+      },
+    );
   }
   let raw: unknown;
   try {

@@ -24,7 +24,11 @@ export interface CommonOptions extends Reporter {
   projectRoot?: string | undefined;
 }
 
-export function timed<T>(log: ((m: string) => void) | undefined, label: string, fn: () => Promise<T>): Promise<T> {
+export function timed<T>(
+  log: ((m: string) => void) | undefined,
+  label: string,
+  fn: () => Promise<T>,
+): Promise<T> {
   if (!log) return fn();
   const t0 = performance.now();
   return fn().then((r) => {

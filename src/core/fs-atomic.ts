@@ -45,7 +45,11 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
  * Writes `path` only if it does not exist yet (link(2) of a complete temporary file fails with
  * EEXIST): a published, immutable file is never replaced. Returns false if it already existed.
  */
-export async function writeFileExclusive(path: string, data: string | Uint8Array, mode = 0o644): Promise<boolean> {
+export async function writeFileExclusive(
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o644,
+): Promise<boolean> {
   await mkdir(dirname(path), { recursive: true });
   const tmp = tempPathFor(path);
   try {

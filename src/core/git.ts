@@ -2,7 +2,9 @@ import { execFile } from 'node:child_process';
 
 function run(cwd: string, args: string[]): Promise<{ ok: boolean; out: string }> {
   return new Promise((resolve) => {
-    execFile('git', args, { cwd, timeout: 10_000 }, (err, stdout) => resolve({ ok: !err, out: String(stdout) }));
+    execFile('git', args, { cwd, timeout: 10_000 }, (err, stdout) =>
+      resolve({ ok: !err, out: String(stdout) }),
+    );
   });
 }
 

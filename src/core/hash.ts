@@ -2,7 +2,10 @@ import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 
 /** sha256 and size of a file, read in large chunks. */
-export async function hashFile(path: string, onChunk?: (n: number) => void): Promise<{ sha256: string; size: number }> {
+export async function hashFile(
+  path: string,
+  onChunk?: (n: number) => void,
+): Promise<{ sha256: string; size: number }> {
   const fh = await open(path, 'r');
   try {
     const hash = createHash('sha256');

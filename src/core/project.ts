@@ -62,9 +62,13 @@ export async function openProject(options: OpenProjectOptions): Promise<Project>
   if (options.projectRoot) {
     root = resolve(options.cwd, options.projectRoot);
     if (!(await exists(join(root, CONFIG_FILE)))) {
-      throw new DeployToolError('ERR_PROJECT_NOT_FOUND', `Project root not found: ${root} has no ${CONFIG_FILE}`, {
-        hint: 'Run "deploy-tool init" there first, or pass the folder that holds .deploy-tool.yaml to --project-root.',
-      });
+      throw new DeployToolError(
+        'ERR_PROJECT_NOT_FOUND',
+        `Project root not found: ${root} has no ${CONFIG_FILE}`,
+        {
+          hint: 'Run "deploy-tool init" there first, or pass the folder that holds .deploy-tool.yaml to --project-root.',
+        },
+      );
     }
   } else {
     root = await findProjectRoot(options.cwd);
@@ -72,7 +76,9 @@ export async function openProject(options: OpenProjectOptions): Promise<Project>
       throw new DeployToolError(
         'ERR_PROJECT_NOT_FOUND',
         `Project root not found: no ${CONFIG_FILE} in ${resolve(options.cwd)} or any parent folder`,
-        { hint: 'Run "deploy-tool init --name NAME --type TYPE" to create a project, or pass --project-root DIR.' },
+        {
+          hint: 'Run "deploy-tool init --name NAME --type TYPE" to create a project, or pass --project-root DIR.',
+        },
       );
     }
   }

@@ -19,9 +19,13 @@ export function validateType(type: string): string {
   const problem = checkCommon('Component type', type);
   if (problem) throw new DeployToolError('ERR_INVALID_NAME', problem, { hint: typeHint });
   if (!NAME_RE.test(type) || type.includes(':')) {
-    throw new DeployToolError('ERR_INVALID_NAME', `Component type "${type}" has characters that are not allowed`, {
-      hint: typeHint,
-    });
+    throw new DeployToolError(
+      'ERR_INVALID_NAME',
+      `Component type "${type}" has characters that are not allowed`,
+      {
+        hint: typeHint,
+      },
+    );
   }
   return type;
 }
@@ -35,9 +39,13 @@ export function validateVersion(version: string, kind = 'Version'): string {
   const hint = 'Use a semantic version like 1.0.0 or a date-based one like 2024.01.20.';
   if (problem) throw new DeployToolError('ERR_INVALID_VERSION', problem, { hint });
   if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(version)) {
-    throw new DeployToolError('ERR_INVALID_VERSION', `${kind} "${version}" has characters that are not allowed`, {
-      hint,
-    });
+    throw new DeployToolError(
+      'ERR_INVALID_VERSION',
+      `${kind} "${version}" has characters that are not allowed`,
+      {
+        hint,
+      },
+    );
   }
   return version;
 }
@@ -45,9 +53,13 @@ export function validateVersion(version: string, kind = 'Version'): string {
 export function validateProjectName(name: string): string {
   const problem = checkCommon('Project name', name);
   if (problem || !NAME_RE.test(name)) {
-    throw new DeployToolError('ERR_INVALID_NAME', problem ?? `Project name "${name}" has characters that are not allowed`, {
-      hint: 'Use letters, digits, ".", "_" and "-" (for example: my-ml-project).',
-    });
+    throw new DeployToolError(
+      'ERR_INVALID_NAME',
+      problem ?? `Project name "${name}" has characters that are not allowed`,
+      {
+        hint: 'Use letters, digits, ".", "_" and "-" (for example: my-ml-project).',
+      },
+    );
   }
   return name;
 }
@@ -75,7 +87,10 @@ export function componentId(ref: ComponentRef): string {
 export function positiveInt(value: string, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < min || n > max) {
-    throw new DeployToolError('ERR_USAGE', `${flag} must be a whole number from ${min} to ${max}, got "${value}"`);
+    throw new DeployToolError(
+      'ERR_USAGE',
+      `${flag} must be a whole number from ${min} to ${max}, got "${value}"`,
+    );
   }
   return n;
 }

@@ -48,7 +48,11 @@ export const symlinkEntrySchema = z.object({
   type: z.literal('symlink'),
   target: z.string().min(1).max(LIMITS.maxPathBytes),
 });
-export const entrySchema = z.discriminatedUnion('type', [fileEntrySchema, dirEntrySchema, symlinkEntrySchema]);
+export const entrySchema = z.discriminatedUnion('type', [
+  fileEntrySchema,
+  dirEntrySchema,
+  symlinkEntrySchema,
+]);
 export type FileEntry = z.infer<typeof fileEntrySchema>;
 export type DirEntry = z.infer<typeof dirEntrySchema>;
 export type SymlinkEntry = z.infer<typeof symlinkEntrySchema>;
@@ -137,8 +141,16 @@ const roundUp512 = (n: number): number => Math.ceil(n / 512) * 512;
  * entry ordering and ranges, unique paths. It does not read the archive (see archive/reader).
  */
 export function parseComponentManifest(raw: unknown, where: string): ComponentManifest {
-  if (raw && typeof raw === 'object' && 'schemaVersion' in raw && raw.schemaVersion !== COMPONENT_SCHEMA_VERSION) {
-    fail(where, `unknown schemaVersion ${String(raw.schemaVersion)} (this deploy-tool reads ${COMPONENT_SCHEMA_VERSION})`);
+  if (
+    raw &&
+    typeof raw === 'object' &&
+    'schemaVersion' in raw &&
+    raw.schemaVersion !== COMPONENT_SCHEMA_VERSION
+  ) {
+    fail(
+      where,
+      `unknown schemaVersion ${String(raw.schemaVersion)} (this deploy-tool reads ${COMPONENT_SCHEMA_VERSION})`,
+    );
   }
   const parsed = componentManifestSchema.safeParse(raw);
   if (!parsed.success) {
@@ -151,13 +163,16 @@ export function parseComponentManifest(raw: unknown, where: string): ComponentMa
   let tarOff = 0;
   m.frames.forEach((f, i) => {
     if (f.offset !== off) fail(where, `frame ${i} starts at ${f.offset}, expected ${off} (gap or overlap)`);
-    if (f.tarOffset !== tarOff) fail(where, `frame ${i} covers tar offset ${f.tarOffset}, expected ${tarOff}`);
+    if (f.tarOffset !== tarOff)
+      fail(where, `frame ${i} covers tar offset ${f.tarOffset}, expected ${tarOff}`);
     off += f.size;
     tarOff += f.tarSize;
   });
   if (off !== m.archive.size) fail(where, `frames cover ${off} bytes but the archive has ${m.archive.size}`);
-  if (tarOff !== m.archive.tarSize) fail(where, `frames cover ${tarOff} tar bytes but the tar has ${m.archive.tarSize}`);
-  if (m.archive.tarSize % 512 !== 0 || m.archive.tarSize < 1024) fail(where, 'tar size is not a whole number of blocks');
+  if (tarOff !== m.archive.tarSize)
+    fail(where, `frames cover ${tarOff} tar bytes but the tar has ${m.archive.tarSize}`);
+  if (m.archive.tarSize % 512 !== 0 || m.archive.tarSize < 1024)
+    fail(where, 'tar size is not a whole number of blocks');
   // Entries are in stream order, non-overlapping, inside the tar, with unique paths.
   const seen = new Map<string, string>();
   const dirs = new Set<string>();
@@ -178,7 +193,8 @@ export function parseComponentManifest(raw: unknown, where: string): ComponentMa
     if (e.header < next) fail(where, `entry "${e.path}" overlaps the previous entry`);
     if (e.header % 512 !== 0) fail(where, `entry "${e.path}" header is not block aligned`);
     if (e.type === 'file') {
-      if (e.offset <= e.header || e.offset % 512 !== 0) fail(where, `entry "${e.path}" data offset is invalid`);
+      if (e.offset <= e.header || e.offset % 512 !== 0)
+        fail(where, `entry "${e.path}" data offset is invalid`);
       next = e.offset + roundUp512(e.size);
       files++;
       totalSize += e.size;
@@ -194,7 +210,12 @@ export function parseComponentManifest(raw: unknown, where: string): ComponentMa
     if (next > m.archive.tarSize - 1024) fail(where, `entry "${e.path}" lies past the end of the tar stream`);
   }
   const s = m.summary;
-  if (s.files !== files || s.directories !== directories || s.symlinks !== symlinks || s.totalSize !== totalSize) {
+  if (
+    s.files !== files ||
+    s.directories !== directories ||
+    s.symlinks !== symlinks ||
+    s.totalSize !== totalSize
+  ) {
     fail(where, 'summary does not match the file list');
   }
   return m;

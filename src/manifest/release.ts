@@ -40,8 +40,16 @@ function fail(where: string, message: string): never {
 }
 
 export function parseReleaseManifest(raw: unknown, where: string): ReleaseManifest {
-  if (raw && typeof raw === 'object' && 'schemaVersion' in raw && raw.schemaVersion !== RELEASE_SCHEMA_VERSION) {
-    fail(where, `unknown schemaVersion ${String(raw.schemaVersion)} (this deploy-tool reads ${RELEASE_SCHEMA_VERSION})`);
+  if (
+    raw &&
+    typeof raw === 'object' &&
+    'schemaVersion' in raw &&
+    raw.schemaVersion !== RELEASE_SCHEMA_VERSION
+  ) {
+    fail(
+      where,
+      `unknown schemaVersion ${String(raw.schemaVersion)} (this deploy-tool reads ${RELEASE_SCHEMA_VERSION})`,
+    );
   }
   const parsed = releaseManifestSchema.safeParse(raw);
   if (!parsed.success) {
@@ -57,7 +65,8 @@ export function parseReleaseManifest(raw: unknown, where: string): ReleaseManife
       const bad = checkEntryPath(p);
       if (bad) fail(where, `path "${p}" ${bad}`);
     }
-    if (/[/\\]|\.\./.test(c.type) || /[/\\]|\.\./.test(c.version)) fail(where, `component "${c.type}:${c.version}" has an unsafe name`);
+    if (/[/\\]|\.\./.test(c.type) || /[/\\]|\.\./.test(c.version))
+      fail(where, `component "${c.type}:${c.version}" has an unsafe name`);
   }
   return m;
 }

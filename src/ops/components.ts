@@ -13,7 +13,10 @@ export function componentManifestPath(project: Project, ref: ComponentRef): stri
   return join(project.paths.manifests, manifestFileName(ref));
 }
 
-export async function readManifestFile(path: string, ref?: ComponentRef): Promise<{ manifest: ComponentManifest; text: string } | undefined> {
+export async function readManifestFile(
+  path: string,
+  ref?: ComponentRef,
+): Promise<{ manifest: ComponentManifest; text: string } | undefined> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -23,20 +26,31 @@ export async function readManifestFile(path: string, ref?: ComponentRef): Promis
   }
   const manifest = parseComponentManifestText(text, path);
   if (ref && (manifest.type !== ref.type || manifest.version !== ref.version)) {
-    throw new DeployToolError('ERR_MANIFEST_INVALID', `${path} describes ${manifest.type}:${manifest.version}, not ${ref.type}:${ref.version}`, {
-      hint: 'The manifest file was renamed or edited; pack the component again.',
-    });
+    throw new DeployToolError(
+      'ERR_MANIFEST_INVALID',
+      `${path} describes ${manifest.type}:${manifest.version}, not ${ref.type}:${ref.version}`,
+      {
+        hint: 'The manifest file was renamed or edited; pack the component again.',
+      },
+    );
   }
   return { manifest, text };
 }
 
-export async function loadComponentManifest(project: Project, ref: ComponentRef): Promise<{ manifest: ComponentManifest; text: string; path: string }> {
+export async function loadComponentManifest(
+  project: Project,
+  ref: ComponentRef,
+): Promise<{ manifest: ComponentManifest; text: string; path: string }> {
   const path = componentManifestPath(project, ref);
   const found = await readManifestFile(path, ref);
   if (!found) {
-    throw new DeployToolError('ERR_COMPONENT_NOT_FOUND', `Component not found: ${ref.type}:${ref.version} (no ${path})`, {
-      hint: `Pack it first ("deploy-tool pack PATH --type ${ref.type} --version ${ref.version}"), or pull the latest manifests from git.`,
-    });
+    throw new DeployToolError(
+      'ERR_COMPONENT_NOT_FOUND',
+      `Component not found: ${ref.type}:${ref.version} (no ${path})`,
+      {
+        hint: `Pack it first ("deploy-tool pack PATH --type ${ref.type} --version ${ref.version}"), or pull the latest manifests from git.`,
+      },
+    );
   }
   return { ...found, path };
 }

@@ -57,7 +57,14 @@ export async function initProject(options: InitOptions): Promise<InitResult> {
   const created: string[] = [];
   const kept: string[] = [];
   await mkdir(root, { recursive: true });
-  for (const dir of [paths.deployment, paths.manifests, paths.releases, paths.packageConfigs, paths.src, paths.dist]) {
+  for (const dir of [
+    paths.deployment,
+    paths.manifests,
+    paths.releases,
+    paths.packageConfigs,
+    paths.src,
+    paths.dist,
+  ]) {
     if (await exists(dir)) kept.push(dir);
     else {
       await mkdir(dir, { recursive: true });

@@ -88,11 +88,19 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   const source = isAbsolute(options.path) ? options.path : resolve(options.cwd, options.path);
 
   // Settings: CLI flags > package configuration (unless --auto) > analysis (--auto) > project defaults.
-  const existingConfig = options.auto ? undefined : await readPackageConfig(project.paths.packageConfigs, type);
+  const existingConfig = options.auto
+    ? undefined
+    : await readPackageConfig(project.paths.packageConfigs, type);
   let compression: Compression = checkCompression(
     options.compression ?? existingConfig?.compression ?? project.config.defaults?.compression ?? 'zstd',
   );
-  let level = options.level ?? existingConfig?.level ?? (compression === (project.config.defaults?.compression ?? 'zstd') ? project.config.defaults?.level : undefined) ?? DEFAULT_LEVELS[compression];
+  let level =
+    options.level ??
+    existingConfig?.level ??
+    (compression === (project.config.defaults?.compression ?? 'zstd')
+      ? project.config.defaults?.level
+      : undefined) ??
+    DEFAULT_LEVELS[compression];
   let autoReason: string | undefined;
   if (options.auto) {
     await scanSource(source, { exclude: DEFAULT_EXCLUDES }); // fails early with a clear error on bad input
@@ -107,9 +115,13 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   const [lo, hi] = LEVEL_RANGES[compression];
   if (level < lo || level > hi) {
     if (options.level !== undefined) {
-      throw new DeployToolError('ERR_USAGE', `--level ${level} is out of range for ${compression} (${lo}-${hi})`, {
-        hint: `Pick a level from ${lo} to ${hi}, or leave --level out to use ${DEFAULT_LEVELS[compression]}.`,
-      });
+      throw new DeployToolError(
+        'ERR_USAGE',
+        `--level ${level} is out of range for ${compression} (${lo}-${hi})`,
+        {
+          hint: `Pick a level from ${lo} to ${hi}, or leave --level out to use ${DEFAULT_LEVELS[compression]}.`,
+        },
+      );
     }
     level = DEFAULT_LEVELS[compression];
   }
@@ -139,7 +151,8 @@ export async function pack(options: PackOptions): Promise<PackResult> {
       compression,
       level,
       pool,
-      onProgress: (done, total) => options.onProgress?.({ phase: 'pack', item: id, done, total, unit: 'bytes' }),
+      onProgress: (done, total) =>
+        options.onProgress?.({ phase: 'pack', item: id, done, total, unit: 'bytes' }),
     });
   } catch (err) {
     await rm(tmpArchive, { force: true });
@@ -157,16 +170,22 @@ export async function pack(options: PackOptions): Promise<PackResult> {
       status = 'unchanged';
     } else if (!options.force) {
       await rm(tmpArchive, { force: true });
-      throw new DeployToolError('ERR_COMPONENT_EXISTS', `Component ${type}:${version} already exists with different content (${manifestPath})`, {
-        hint: 'Published versions are immutable: bump --version, or pass --force to replace this unpublished one.',
-        details: { existingSha256: existing.manifest.archive.sha256, newSha256: written.sha256 },
-      });
+      throw new DeployToolError(
+        'ERR_COMPONENT_EXISTS',
+        `Component ${type}:${version} already exists with different content (${manifestPath})`,
+        {
+          hint: 'Published versions are immutable: bump --version, or pass --force to replace this unpublished one.',
+          details: { existingSha256: existing.manifest.archive.sha256, newSha256: written.sha256 },
+        },
+      );
     } else {
       status = 'replaced';
     }
   }
 
-  let configPath: string | undefined = existingConfig ? packageConfigPath(project.paths.packageConfigs, type) : undefined;
+  let configPath: string | undefined = existingConfig
+    ? packageConfigPath(project.paths.packageConfigs, type)
+    : undefined;
   let configWritten = false;
   if (options.auto) {
     const cfg: PackageConfig = {
@@ -185,7 +204,10 @@ export async function pack(options: PackOptions): Promise<PackResult> {
 
   if (status === 'unchanged') {
     // Identical content: keep the existing manifest (and its creation time); restore the archive if it was deleted.
-    const present = await stat(archivePath).then((s) => s.size === written.size, () => false);
+    const present = await stat(archivePath).then(
+      (s) => s.size === written.size,
+      () => false,
+    );
     if (present) await rm(tmpArchive, { force: true });
     else {
       await rename(tmpArchive, archivePath);

@@ -23,7 +23,16 @@ const schema = z.object({
 });
 export type PackageConfig = z.infer<typeof schema>;
 
-export const DEFAULT_EXCLUDES = ['.git', '.git/**', '__pycache__', '**/__pycache__', '*.pyc', '.DS_Store', '*.swp', '*~'];
+export const DEFAULT_EXCLUDES = [
+  '.git',
+  '.git/**',
+  '__pycache__',
+  '**/__pycache__',
+  '*.pyc',
+  '.DS_Store',
+  '*.swp',
+  '*~',
+];
 
 export function packageConfigPath(dir: string, type: string): string {
   return join(dir, `${type}.yaml`);
@@ -40,16 +49,24 @@ export async function readPackageConfig(dir: string, type: string): Promise<Pack
   }
   const doc = parseDocument(text);
   if (doc.errors.length) {
-    throw new DeployToolError('ERR_CONFIG_INVALID', `${path} is not valid YAML: ${doc.errors[0]?.message ?? ''}`, {
-      hint: 'Fix the file, or delete it and run pack with --auto to write a new one.',
-    });
+    throw new DeployToolError(
+      'ERR_CONFIG_INVALID',
+      `${path} is not valid YAML: ${doc.errors[0]?.message ?? ''}`,
+      {
+        hint: 'Fix the file, or delete it and run pack with --auto to write a new one.',
+      },
+    );
   }
   const parsed = schema.safeParse(doc.toJS({ maxAliasCount: 50 }));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new DeployToolError('ERR_CONFIG_INVALID', `${path}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`, {
-      hint: 'See docs/formats.md (package configuration), or delete the file and pack with --auto.',
-    });
+    throw new DeployToolError(
+      'ERR_CONFIG_INVALID',
+      `${path}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
+      {
+        hint: 'See docs/formats.md (package configuration), or delete the file and pack with --auto.',
+      },
+    );
   }
   return parsed.data;
 }
@@ -62,8 +79,25 @@ export async function writePackageConfig(dir: string, config: PackageConfig): Pr
 }
 
 const COMPRESSED_EXT = new Set([
-  '.gz', '.tgz', '.zst', '.xz', '.bz2', '.lz4', '.zip', '.7z', '.rar',
-  '.jpg', '.jpeg', '.png', '.gif', '.webp', '.mp4', '.mp3', '.ogg', '.webm', '.avif',
+  '.gz',
+  '.tgz',
+  '.zst',
+  '.xz',
+  '.bz2',
+  '.lz4',
+  '.zip',
+  '.7z',
+  '.rar',
+  '.jpg',
+  '.jpeg',
+  '.png',
+  '.gif',
+  '.webp',
+  '.mp4',
+  '.mp3',
+  '.ogg',
+  '.webm',
+  '.avif',
 ]);
 
 export interface AutoAnalysis {
@@ -98,7 +132,21 @@ export async function analyseSource(root: string): Promise<AutoAnalysis> {
   void relative;
   const share = totalSize ? compressedBytes / totalSize : 0;
   if (share > 0.8) {
-    return { files, totalSize, compressedShare: share, compression: 'zstd', level: 1, reason: 'most bytes are already compressed' };
+    return {
+      files,
+      totalSize,
+      compressedShare: share,
+      compression: 'zstd',
+      level: 1,
+      reason: 'most bytes are already compressed',
+    };
   }
-  return { files, totalSize, compressedShare: share, compression: 'zstd', level: 3, reason: 'zstd level 3: fast, with gzip-level ratio' };
+  return {
+    files,
+    totalSize,
+    compressedShare: share,
+    compression: 'zstd',
+    level: 3,
+    reason: 'zstd level 3: fast, with gzip-level ratio',
+  };
 }

@@ -49,7 +49,10 @@ export interface PublishResult {
 
 export const RELEASE_FILE = 'release.json';
 
-export function releaseComponentPaths(ref: ComponentRef, archiveName: string): { dir: string; manifest: string; archive: string } {
+export function releaseComponentPaths(
+  ref: ComponentRef,
+  archiveName: string,
+): { dir: string; manifest: string; archive: string } {
   const dir = `${ref.type}/${ref.version}`;
   return { dir, manifest: `${dir}/${manifestFileName(ref)}`, archive: `${dir}/${archiveName}` };
 }
@@ -62,7 +65,11 @@ interface Checked {
 }
 
 /** Loads and checks every component (manifest valid, archive present with the right size and sha256). */
-export async function checkComponents(project: Project, refs: ComponentRef[], options: CommonOptions): Promise<Checked[]> {
+export async function checkComponents(
+  project: Project,
+  refs: ComponentRef[],
+  options: CommonOptions,
+): Promise<Checked[]> {
   const seen = new Set<string>();
   const out: Checked[] = [];
   for (const ref of refs) {
@@ -76,9 +83,13 @@ export async function checkComponents(project: Project, refs: ComponentRef[], op
     const archivePath = join(project.paths.dist, manifest.archive.name);
     const source = await openLocalArchive(archivePath).catch((err: unknown) => {
       if (err instanceof DeployToolError && err.code === 'ERR_ARCHIVE_MISSING') {
-        throw new DeployToolError('ERR_ARCHIVE_MISSING', `Archive of ${ref.type}:${ref.version} not found: ${archivePath}`, {
-          hint: `dist/ is not in git: pack it again on this machine ("deploy-tool pack PATH --type ${ref.type} --version ${ref.version}").`,
-        });
+        throw new DeployToolError(
+          'ERR_ARCHIVE_MISSING',
+          `Archive of ${ref.type}:${ref.version} not found: ${archivePath}`,
+          {
+            hint: `dist/ is not in git: pack it again on this machine ("deploy-tool pack PATH --type ${ref.type} --version ${ref.version}").`,
+          },
+        );
       }
       throw err;
     });
@@ -108,10 +119,15 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   const project = await openProject(options);
   for (const w of project.warnings) options.onWarning?.(w);
   const refs = options.components.map(parseComponentRef);
-  const release = options.releaseVersion === undefined ? undefined : validateVersion(options.releaseVersion, 'Release version');
+  const release =
+    options.releaseVersion === undefined
+      ? undefined
+      : validateVersion(options.releaseVersion, 'Release version');
   const checked = await checkComponents(project, refs, options);
 
-  const storeRoot = release ? join(project.paths.releases, release) : join(project.paths.deployment, 'components');
+  const storeRoot = release
+    ? join(project.paths.releases, release)
+    : join(project.paths.deployment, 'components');
   const store = createFilesystemStore({ root: storeRoot });
   const entries: ReleaseComponent[] = checked.map((c) => {
     const p = releaseComponentPaths(c.ref, c.manifest.archive.name);
@@ -133,12 +149,19 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     if (existing) {
       existingRelease = parseReleaseManifestText(existing.toString('utf8'), join(storeRoot, RELEASE_FILE));
       const key = (cs: ReleaseComponent[]): string =>
-        cs.map((c) => `${c.type}:${c.version}:${c.archiveSha256}:${c.manifestSha256}`).sort().join('|');
+        cs
+          .map((c) => `${c.type}:${c.version}:${c.archiveSha256}:${c.manifestSha256}`)
+          .sort()
+          .join('|');
       if (key(existingRelease.components) !== key(entries)) {
-        throw new DeployToolError('ERR_RELEASE_EXISTS', `Release ${release} is already published with different components`, {
-          hint: 'Published releases are immutable: choose a new --release-version.',
-          details: { existing: existingRelease.components.map((c) => `${c.type}:${c.version}`) },
-        });
+        throw new DeployToolError(
+          'ERR_RELEASE_EXISTS',
+          `Release ${release} is already published with different components`,
+          {
+            hint: 'Published releases are immutable: choose a new --release-version.',
+            details: { existing: existingRelease.components.map((c) => `${c.type}:${c.version}`) },
+          },
+        );
       }
     }
   }
@@ -164,7 +187,13 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       archiveSha256: e.archiveSha256,
       placedBy,
     });
-    options.onProgress?.({ phase: 'publish', item: `${e.type}:${e.version}`, done: i + 1, total: checked.length, unit: 'items' });
+    options.onProgress?.({
+      phase: 'publish',
+      item: `${e.type}:${e.version}`,
+      done: i + 1,
+      total: checked.length,
+      unit: 'items',
+    });
   }
 
   let releaseManifestPath: string | undefined;
@@ -191,9 +220,13 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       // The release manifest is written last and exclusively: it is what makes the release exist.
       const r = await store.put(RELEASE_FILE, text, { ifNoneMatch: true });
       if (r.status === 'exists') {
-        throw new DeployToolError('ERR_RELEASE_EXISTS', `Release ${release} was published by someone else meanwhile`, {
-          hint: 'Run publish again to compare, or choose a new --release-version.',
-        });
+        throw new DeployToolError(
+          'ERR_RELEASE_EXISTS',
+          `Release ${release} was published by someone else meanwhile`,
+          {
+            hint: 'Run publish again to compare, or choose a new --release-version.',
+          },
+        );
       }
     }
     await writeFileAtomic(gitReleaseFile, text);

@@ -18,7 +18,8 @@ export interface PutOptions {
   ifMatch?: string;
 }
 
-export type PutResult = { status: 'created' | 'replaced'; etag?: string | undefined } | { status: 'exists' | 'conflict' };
+export type PutResult =
+  { status: 'created' | 'replaced'; etag?: string | undefined } | { status: 'exists' | 'conflict' };
 
 export interface Store {
   /** Driver name, for messages: "filesystem", "s3", ... */
@@ -42,7 +43,12 @@ export interface Store {
 }
 
 export function checkKey(driver: string, key: string): string {
-  if (!key || key.startsWith('/') || key.split('/').some((p) => p === '' || p === '.' || p === '..') || key.includes('\0')) {
+  if (
+    !key ||
+    key.startsWith('/') ||
+    key.split('/').some((p) => p === '' || p === '.' || p === '..') ||
+    key.includes('\0')
+  ) {
     throw new Error(`[${driver}] invalid key "${key}"`);
   }
   return key;

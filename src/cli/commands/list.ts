@@ -16,13 +16,24 @@ export function registerLists(program: Command): void {
         const items = await listComponents(project);
         ui.json({ ok: true, components: items });
         if (items.length === 0) {
-          ui.info('No components yet. Pack one: deploy-tool pack ./models --auto --type model --version 1.0.0');
+          ui.info(
+            'No components yet. Pack one: deploy-tool pack ./models --auto --type model --version 1.0.0',
+          );
           return;
         }
         ui.info(['TYPE', 'VERSION', 'FILES', 'SIZE', 'ARCHIVE', 'CREATED'].join('\t'));
         for (const c of items) {
           ui.info(
-            [c.type, c.version, c.files, formatBytes(c.totalSize), c.archivePresent ? `${c.archive} (${formatBytes(c.archiveSize)})` : `${c.archive} (missing in dist/)`, c.createdAt].join('\t'),
+            [
+              c.type,
+              c.version,
+              c.files,
+              formatBytes(c.totalSize),
+              c.archivePresent
+                ? `${c.archive} (${formatBytes(c.archiveSize)})`
+                : `${c.archive} (missing in dist/)`,
+              c.createdAt,
+            ].join('\t'),
           );
         }
       }),
@@ -37,12 +48,18 @@ export function registerLists(program: Command): void {
         const items = await listReleases(project);
         ui.json({ ok: true, releases: items });
         if (items.length === 0) {
-          ui.info('No releases yet. Publish one: deploy-tool publish --component model:1.0.0 --release-version 2024.01.20');
+          ui.info(
+            'No releases yet. Publish one: deploy-tool publish --component model:1.0.0 --release-version 2024.01.20',
+          );
           return;
         }
         ui.info(['RELEASE', 'COMPONENTS', 'CREATED', 'PAYLOAD'].join('\t'));
         for (const r of items) {
-          ui.info([r.release, r.components.join(','), r.createdAt, r.payloadPresent ? 'present' : 'not here'].join('\t'));
+          ui.info(
+            [r.release, r.components.join(','), r.createdAt, r.payloadPresent ? 'present' : 'not here'].join(
+              '\t',
+            ),
+          );
         }
       }),
     );

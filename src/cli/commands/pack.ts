@@ -19,11 +19,16 @@ interface PackFlags {
 export function registerPack(program: Command): void {
   program
     .command('pack')
-    .description('Package a folder as a versioned component: dist/TYPE-VERSION.tar.EXT plus a checksummed manifest')
+    .description(
+      'Package a folder as a versioned component: dist/TYPE-VERSION.tar.EXT plus a checksummed manifest',
+    )
     .argument('<path>', 'folder with the component files')
     .requiredOption('--type <type>', 'component type (model, config, runtime, anything)')
     .requiredOption('--version <version>', 'component version (1.0.0 or 2024.01.20)')
-    .option('--auto', 'analyse PATH, choose settings without prompting, and save them to deployment/package-configs/')
+    .option(
+      '--auto',
+      'analyse PATH, choose settings without prompting, and save them to deployment/package-configs/',
+    )
     .option('--compression <alg>', 'zstd (default), gzip, bzip2, xz, lz4 or none')
     .option('--level <n>', 'compression level')
     .option('--exclude <pattern>', 'glob of files to leave out (repeatable)', collect)
@@ -61,9 +66,11 @@ export function registerPack(program: Command): void {
           `Creating package: ${rel(r.archivePath)} (${r.compression}${r.compression === 'none' ? '' : ` level ${r.level}`}, ${formatBytes(r.archiveSize)}, ${r.frames} frames, ${r.seconds.toFixed(2)} s)`,
         );
         ui.success(`Generating manifest: ${rel(r.manifestPath)}`);
-        if (r.packageConfigWritten && r.packageConfigPath) ui.success(`Saved package configuration: ${rel(r.packageConfigPath)}`);
+        if (r.packageConfigWritten && r.packageConfigPath)
+          ui.success(`Saved package configuration: ${rel(r.packageConfigPath)}`);
         if (r.status === 'replaced') ui.warn(`replaced the previous ${r.type}:${r.version} (--force)`);
-        if (r.git?.dirty) ui.warn('the git tree has uncommitted changes; the manifest records the commit as dirty');
+        if (r.git?.dirty)
+          ui.warn('the git tree has uncommitted changes; the manifest records the commit as dirty');
         const manifestRel = rel(r.manifestPath);
         ui.info('');
         ui.info('Next steps:');

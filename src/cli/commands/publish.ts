@@ -32,11 +32,19 @@ export function registerPublish(program: Command): void {
         const rel = (p: string): string => relative(process.cwd(), p) || '.';
         const dir = `${rel(r.publishedDir)}/`;
         if (r.release) {
-          ui.success(r.status === 'unchanged' ? `Release ${r.release} is already published (identical); nothing changed` : `Release created: ${r.release}`);
+          ui.success(
+            r.status === 'unchanged'
+              ? `Release ${r.release} is already published (identical); nothing changed`
+              : `Release created: ${r.release}`,
+          );
         } else {
-          ui.success(`Published ${r.components.map((c) => `${c.type}:${c.version}`).join(', ')} (no release)`);
+          ui.success(
+            `Published ${r.components.map((c) => `${c.type}:${c.version}`).join(', ')} (no release)`,
+          );
         }
-        ui.success(`Published to: ${dir} (${formatBytes(r.totalBytes)}; ${r.components.filter((c) => c.placedBy === 'link').length} hard-linked)`);
+        ui.success(
+          `Published to: ${dir} (${formatBytes(r.totalBytes)}; ${r.components.filter((c) => c.placedBy === 'link').length} hard-linked)`,
+        );
         ui.info('');
         ui.info('Directory structure:');
         ui.info(dir);
@@ -60,7 +68,9 @@ export function registerPublish(program: Command): void {
         ui.info('');
         ui.info('3. On the deployment server, ensure the files are in:');
         ui.info(`   /opt/deployments/releases/${R}/`);
-        ui.info(`   then: deploy-tool deploy --release ${R} --target /opt/ml-apps/my-project --releases-dir /opt/deployments/releases`);
+        ui.info(
+          `   then: deploy-tool deploy --release ${R} --target /opt/ml-apps/my-project --releases-dir /opt/deployments/releases`,
+        );
       }),
     );
 }

@@ -25,7 +25,11 @@ export function createFilesystemStore(options: FilesystemStoreOptions): Store {
     }
   };
 
-  const putCommon = async (key: string, write: (path: string) => Promise<boolean>, ifNoneMatch?: boolean): Promise<PutResult> => {
+  const putCommon = async (
+    key: string,
+    write: (path: string) => Promise<boolean>,
+    ifNoneMatch?: boolean,
+  ): Promise<PutResult> => {
     const path = pathOf(key);
     if (ifNoneMatch) {
       const created = await write(path);

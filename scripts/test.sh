@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the tests need (system packages included, when missing), then runs npm ci, build,
+# lint, type-check and every test. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for bin in tar zstd gzip bzip2 xz lz4 git; do
+  command -v "$bin" >/dev/null 2>&1 || need_apt+=("$bin")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> installing system packages: ${need_apt[*]}"
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+echo "==> npm ci"
+npm ci --no-audit --no-fund
+echo "==> build"
+npm run build
+echo "==> lint"
+npm run lint
+echo "==> type-check"
+npm run typecheck
+echo "==> tests"
+npx vitest run "$@"
