@@ -5,6 +5,8 @@ import { registerInit } from './commands/init.js';
 import { registerLists } from './commands/list.js';
 import { registerPack } from './commands/pack.js';
 import { registerPublish } from './commands/publish.js';
+import { registerKeys } from './commands/keys.js';
+import { registerSign } from './commands/sign.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -18,7 +20,15 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   addGlobalOptions(program);
-  for (const register of [registerInit, registerPack, registerPublish, registerLists]) register(program);
+  for (const register of [
+    registerInit,
+    registerPack,
+    registerPublish,
+    registerLists,
+    registerKeys,
+    registerSign,
+  ])
+    register(program);
   const visit = (cmd: Command): void => {
     for (const sub of cmd.commands) {
       sub.exitOverride();

@@ -26,6 +26,13 @@ const configSchema = z.object({
     .optional(),
   health_check: z.string().min(1).optional(),
   health_check_timeout: z.number().positive().optional(),
+  /** Signature policy (src/trust): trusted public keys (.pub paths relative to the project root, or base64 lines). */
+  trust: z
+    .object({
+      keys: z.array(z.string().min(1)).max(100).optional(),
+      require_signatures: z.boolean().optional(),
+    })
+    .optional(),
   hooks: z
     .object({
       pre_deploy: hookSchema.optional(),

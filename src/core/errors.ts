@@ -35,7 +35,15 @@ export type ErrorCode =
   | 'ERR_HOOK_FAILED'
   | 'ERR_VERIFY_FAILED'
   | 'ERR_STORE'
-  | 'ERR_IO';
+  | 'ERR_IO'
+  // trust (src/trust): keys, signatures, encryption
+  | 'ERR_KEY_INVALID'
+  | 'ERR_KEY_EXISTS'
+  | 'ERR_UNSIGNED'
+  | 'ERR_SIGNATURE_INVALID'
+  | 'ERR_UNTRUSTED_KEY'
+  | 'ERR_DECRYPT_FAILED'
+  | 'ERR_DECRYPT_NO_KEY';
 
 export interface DeployToolErrorOptions {
   hint?: string;

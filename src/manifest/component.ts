@@ -3,6 +3,8 @@ import { COMPRESSIONS } from '../core/config.js';
 import { DeployToolError } from '../core/errors.js';
 
 export const COMPONENT_SCHEMA_VERSION = 1;
+/** Schema version of manifests of encrypted components (version 1 plus `encryption`). */
+export const ENCRYPTED_COMPONENT_SCHEMA_VERSION = 2;
 export const ARCHIVE_FORMAT = 'deploy-tool-framed-tar/1';
 
 /** Limits that keep a hostile manifest from making us allocate or loop without bound. */
@@ -58,8 +60,24 @@ export type DirEntry = z.infer<typeof dirEntrySchema>;
 export type SymlinkEntry = z.infer<typeof symlinkEntrySchema>;
 export type Entry = z.infer<typeof entrySchema>;
 
+/** The stored archive is the plaintext archive encrypted with age (src/trust/encrypt.ts). */
+export const encryptionSchema = z.object({
+  format: z.literal('age'),
+  /** File name of the ciphertext: the archive's name plus ".age". */
+  name: z.string().min(1).max(255),
+  size: uint,
+  sha256,
+  /** Public keys (age1...) it was encrypted to; empty when a passphrase was used. */
+  recipients: z.array(z.string().regex(/^age1[0-9a-z]{10,2000}$/, 'must be an age recipient')).max(100),
+  passphrase: z.boolean(),
+});
+export type Encryption = z.infer<typeof encryptionSchema>;
+
 export const componentManifestSchema = z.object({
-  schemaVersion: z.literal(COMPONENT_SCHEMA_VERSION),
+  schemaVersion: z.union([
+    z.literal(COMPONENT_SCHEMA_VERSION),
+    z.literal(ENCRYPTED_COMPONENT_SCHEMA_VERSION),
+  ]),
   kind: z.literal('deploy-tool/component'),
   type: z.string().min(1),
   version: z.string().min(1),
@@ -87,6 +105,7 @@ export const componentManifestSchema = z.object({
     symlinks: uint,
     totalSize: uint,
   }),
+  encryption: encryptionSchema.optional(),
 });
 export type ComponentManifest = z.infer<typeof componentManifestSchema>;
 
@@ -145,11 +164,12 @@ export function parseComponentManifest(raw: unknown, where: string): ComponentMa
     raw &&
     typeof raw === 'object' &&
     'schemaVersion' in raw &&
-    raw.schemaVersion !== COMPONENT_SCHEMA_VERSION
+    raw.schemaVersion !== COMPONENT_SCHEMA_VERSION &&
+    raw.schemaVersion !== ENCRYPTED_COMPONENT_SCHEMA_VERSION
   ) {
     fail(
       where,
-      `unknown schemaVersion ${String(raw.schemaVersion)} (this deploy-tool reads ${COMPONENT_SCHEMA_VERSION})`,
+      `unknown schemaVersion ${String(raw.schemaVersion)} (this deploy-tool reads ${COMPONENT_SCHEMA_VERSION} and ${ENCRYPTED_COMPONENT_SCHEMA_VERSION})`,
     );
   }
   const parsed = componentManifestSchema.safeParse(raw);
@@ -158,6 +178,21 @@ export function parseComponentManifest(raw: unknown, where: string): ComponentMa
     fail(where, `${issue?.path.join('.') || '(top level)'}: ${issue?.message ?? 'invalid'}`);
   }
   const m = parsed.data;
+  // The archive name becomes a file name in dist/ and in release folders: one safe path segment.
+  if (checkEntryPath(m.archive.name) || m.archive.name.includes('/'))
+    fail(where, `archive.name "${m.archive.name}" is not a plain file name`);
+  if ((m.schemaVersion === ENCRYPTED_COMPONENT_SCHEMA_VERSION) !== (m.encryption !== undefined))
+    fail(
+      where,
+      `schemaVersion ${m.schemaVersion} ${m.encryption ? 'cannot' : 'must'} describe an encrypted archive`,
+    );
+  if (m.encryption) {
+    const e = m.encryption;
+    if (e.name !== `${m.archive.name}.age` || checkEntryPath(e.name) || e.name.includes('/'))
+      fail(where, `encryption.name must be "${m.archive.name}.age"`);
+    if (e.recipients.length > 0 === e.passphrase)
+      fail(where, 'encryption must name recipients or a passphrase, not both');
+  }
   // Frames tile the archive and the tar stream exactly.
   let off = 0;
   let tarOff = 0;
