@@ -129,6 +129,8 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
         return Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
       }),
     );
+    // Awaited in order below; this keeps a later frame that fails first from being an unhandled rejection.
+    inflight[inflight.length - 1]?.catch(() => undefined);
   };
   try {
     while (inflight.length < depth && next < manifest.frames.length) submit();

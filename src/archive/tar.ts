@@ -97,6 +97,13 @@ function parsePax(body: Buffer, where: string): { path?: string; linkpath?: stri
   return out;
 }
 
+/** The size field as written (node-tar reports 0 for any folder); -1 when it is not plain octal. */
+function rawSizeField(block: Buffer): number {
+  const text = block.toString('latin1', 124, 136).replace(/[\0 ]+$/, '');
+  if (text === '') return 0;
+  return /^[0-7]+$/.test(text) ? parseInt(text, 8) : -1;
+}
+
 type State =
   | { kind: 'header' }
   | { kind: 'pax'; remaining: number; padded: number }
@@ -235,14 +242,11 @@ export class TarChecker {
     const pax = this.pax ?? {};
     this.pax = undefined;
     const rawPath = pax.path ?? h.path ?? '';
+    // The raw typeflag, not node-tar's interpretation (which turns "0" plus a trailing slash into a
+    // folder and reads a folder's size as 0): only the three flags we write are accepted.
+    const flag = String.fromCharCode(block[156] ?? 0);
     const typeName =
-      type === 'File' || type === 'OldFile'
-        ? 'file'
-        : type === 'Directory'
-          ? 'directory'
-          : type === 'SymbolicLink'
-            ? 'symlink'
-            : undefined;
+      flag === '0' ? 'file' : flag === '5' ? 'directory' : flag === '2' ? 'symlink' : undefined;
     if (!typeName) {
       throw new TarFormatError(
         `entry "${rawPath}" has unsupported type ${String(type)} (only files, folders and symlinks are allowed)`,
@@ -263,7 +267,7 @@ export class TarChecker {
         path,
       );
     }
-    const size = h.size ?? 0;
+    const size = typeName === 'file' ? (h.size ?? 0) : rawSizeField(block);
     if (expected.type === 'symlink') {
       const target = pax.linkpath ?? h.linkpath ?? '';
       if (target !== expected.target)

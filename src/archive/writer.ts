@@ -217,6 +217,8 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
             return { data: r.data, sha256: r.sha256, tarStart, tarSize };
           }),
       );
+      // Awaited in order by flushOne; this keeps a frame that fails early from being an unhandled rejection.
+      inflight[inflight.length - 1]?.catch(() => undefined);
       if (inflight.length >= depth) await flushOne();
     }
     while (inflight.length) await flushOne();

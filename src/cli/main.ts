@@ -7,6 +7,10 @@ import { registerPack } from './commands/pack.js';
 import { registerPublish } from './commands/publish.js';
 import { registerKeys } from './commands/keys.js';
 import { registerSign } from './commands/sign.js';
+import { registerDeploy } from './commands/deploy.js';
+import { registerVersion } from './commands/version.js';
+import { registerVerify } from './commands/verify.js';
+import { registerStatus } from './commands/status.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -17,7 +21,9 @@ export function buildProgram(): Command {
     // Program options are read before the subcommand only, so that `pack --version 1.0.0` is the
     // component version; the global flags are added to every subcommand below instead.
     .enablePositionalOptions()
-    .showHelpAfterError('(run with --help for usage)')
+    // Usage errors look like every other error: "error [ERR_USAGE]: ..." and a hint (exit code 2).
+    .configureOutput({ outputError: writeUsageError })
+    .showHelpAfterError('hint: run the command with --help for its usage')
     .exitOverride();
   addGlobalOptions(program);
   for (const register of [
@@ -27,6 +33,10 @@ export function buildProgram(): Command {
     registerLists,
     registerKeys,
     registerSign,
+    registerDeploy,
+    registerVersion,
+    registerVerify,
+    registerStatus,
   ])
     register(program);
   const visit = (cmd: Command): void => {
@@ -38,6 +48,18 @@ export function buildProgram(): Command {
   };
   visit(program);
   return program;
+}
+
+function writeUsageError(str: string, write: (s: string) => void): void {
+  const message = str.trim().replace(/^error:\s*/, '');
+  if (process.argv.includes('--json')) {
+    const hint = 'Run the command with --help for its usage.';
+    process.stdout.write(
+      `${JSON.stringify({ ok: false, error: { code: 'ERR_USAGE', message, hint, details: null } }, null, 2)}\n`,
+    );
+    return;
+  }
+  write(`error [ERR_USAGE]: ${message}\n`);
 }
 
 function addGlobalOptions(cmd: Command): void {

@@ -90,6 +90,7 @@ export function positiveInt(value: string, flag: string, min = 0, max = Number.M
     throw new DeployToolError(
       'ERR_USAGE',
       `${flag} must be a whole number from ${min} to ${max}, got "${value}"`,
+      { hint: `Pass a whole number from ${min} to ${max} to ${flag}, or leave ${flag} out for the default.` },
     );
   }
   return n;

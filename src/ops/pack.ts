@@ -9,6 +9,7 @@ import { DeployToolError } from '../core/errors.js';
 import type { CommonOptions } from '../core/events.js';
 import { fsyncDir, tempPathFor, writeFileAtomic } from '../core/fs-atomic.js';
 import { gitInfo } from '../core/git.js';
+import { hashFile } from '../core/hash.js';
 import { openProject } from '../core/project.js';
 import { toolName } from '../core/version.js';
 import { componentId, validateType, validateVersion } from '../core/validate.js';
@@ -96,7 +97,8 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   );
   let level =
     options.level ??
-    existingConfig?.level ??
+    // A saved level belongs to the saved compression: `--compression xz` must not inherit zstd's level.
+    (existingConfig?.compression === compression ? existingConfig.level : undefined) ??
     (compression === (project.config.defaults?.compression ?? 'zstd')
       ? project.config.defaults?.level
       : undefined) ??
@@ -205,7 +207,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   if (status === 'unchanged') {
     // Identical content: keep the existing manifest (and its creation time); restore the archive if it was deleted.
     const present = await stat(archivePath).then(
-      (s) => s.size === written.size,
+      async (s) => s.size === written.size && (await hashFile(archivePath)).sha256 === written.sha256,
       () => false,
     );
     if (present) await rm(tmpArchive, { force: true });

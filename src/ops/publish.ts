@@ -5,7 +5,7 @@ import type { CommonOptions } from '../core/events.js';
 import { writeFileAtomic } from '../core/fs-atomic.js';
 import { gitInfo } from '../core/git.js';
 import { openProject, type Project } from '../core/project.js';
-import { sha256Hex } from '../core/hash.js';
+import { hashFile, sha256Hex } from '../core/hash.js';
 import { toolName } from '../core/version.js';
 import { parseComponentRef, validateVersion, type ComponentRef } from '../core/validate.js';
 import type { ComponentManifest } from '../manifest/component.js';
@@ -96,6 +96,14 @@ export async function checkComponents(
     try {
       options.onLog?.(`verifying ${archivePath}`);
       await verifyArchiveDigest(source, manifest);
+    } catch (err) {
+      if (err instanceof DeployToolError && err.code === 'ERR_ARCHIVE_CORRUPT') {
+        throw new DeployToolError('ERR_ARCHIVE_CORRUPT', `${ref.type}:${ref.version}: ${err.message}`, {
+          hint: `The archive in dist/ no longer matches its manifest; nothing was published. Pack it again ("deploy-tool pack PATH --type ${ref.type} --version ${ref.version} --force").`,
+          cause: err,
+        });
+      }
+      throw err;
     } finally {
       await source.close();
     }
@@ -166,16 +174,39 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     }
   }
 
+  if (!release) {
+    // Published components are immutable too: the same TYPE:VERSION with other content is refused.
+    for (const [i, c] of checked.entries()) {
+      const e = entries[i];
+      const prev = e && (await store.get(e.manifest));
+      if (!e || !prev) continue;
+      let prevSha: string | undefined;
+      try {
+        prevSha = (JSON.parse(prev.toString('utf8')) as { archive?: { sha256?: string } }).archive?.sha256;
+      } catch {
+        prevSha = undefined;
+      }
+      if (prevSha !== c.manifest.archive.sha256) {
+        throw new DeployToolError(
+          'ERR_COMPONENT_EXISTS',
+          `Component ${e.type}:${e.version} is already published in ${storeRoot} with different content`,
+          { hint: 'Published components are immutable: pack a new --version and publish that.' },
+        );
+      }
+    }
+  }
+
   const published: PublishedComponent[] = [];
   for (const [i, c] of checked.entries()) {
     const e = entries[i];
     if (!e) continue;
     const cur = await store.head(e.archive);
     let placedBy: PublishedComponent['placedBy'] = 'existing';
-    if (!cur || cur.size !== c.manifest.archive.size) {
+    const local = store.localPath?.(e.archive);
+    // An archive left by an interrupted publish is kept only if it is exactly this one (not merely the same size).
+    if (!cur || !local || !(await sameContent(local, c.archivePath, c.manifest.archive.sha256))) {
       options.onLog?.(`placing ${e.archive}`);
       await store.putFile(e.archive, c.archivePath);
-      const local = store.localPath?.(e.archive);
       placedBy = local ? await sameInode(local, c.archivePath) : 'copy';
     }
     await store.put(e.manifest, c.text);
@@ -241,6 +272,11 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     components: published,
     totalBytes: published.reduce((s, c) => s + c.archiveSize, 0),
   };
+}
+
+async function sameContent(published: string, packed: string, sha256: string): Promise<boolean> {
+  if ((await sameInode(published, packed)) === 'link') return true;
+  return (await hashFile(published)).sha256 === sha256;
 }
 
 async function sameInode(a: string, b: string): Promise<'link' | 'copy'> {
