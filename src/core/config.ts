@@ -41,6 +41,13 @@ const configSchema = z.object({
       timeout: z.number().positive().optional(),
     })
     .optional(),
+  /** Deploy targets: `target` is the default (a name or a path), `targets` maps names to folders. */
+  deploy: z
+    .object({
+      target: z.string().min(1).optional(),
+      targets: z.record(z.string(), z.string().min(1)).optional(),
+    })
+    .optional(),
 });
 
 export type ProjectConfig = z.infer<typeof configSchema>;

@@ -1,0 +1,48 @@
+import type { Command } from 'commander';
+import { DeployToolError } from '../../core/errors.js';
+import { verify } from '../../ops/verify.js';
+import { action } from '../context.js';
+import { formatBytes } from '../ui.js';
+
+interface VerifyFlags {
+  release?: string;
+  target?: string;
+}
+
+export function registerVerify(program: Command): void {
+  program
+    .command('verify')
+    .description(
+      'Re-hash the deployed files of a release (default: the current one); exit 1 on any difference',
+    )
+    .option('--release <release>', 'release to verify (default: the current one)')
+    .option('--target <dir>', 'target folder, or a name from deploy.targets in .deploy-tool.yaml')
+    .action(
+      action<VerifyFlags>(async (opts, ui, common) => {
+        const r = await verify({ ...common, release: opts.release, target: opts.target });
+        ui.stopProgress();
+        if (!r.ok) {
+          for (const p of r.problems)
+            ui.info(`${p.problem.toUpperCase().padEnd(9)} ${p.path}  (${p.component}: ${p.detail})`);
+          throw new DeployToolError(
+            'ERR_VERIFY_FAILED',
+            `Release ${r.release} on ${r.target}: ${r.problems.length} problem(s): ${[
+              'modified',
+              'missing',
+              'extra',
+            ]
+              .map((k) => `${r.problems.filter((p) => p.problem === k).length} ${k}`)
+              .join(', ')}`,
+            {
+              hint: `Deploy the release again to restore it (deploy-tool deploy --release ${r.release} --target ${r.target}), or find out who changed the files.`,
+              details: { release: r.release, problems: r.problems },
+            },
+          );
+        }
+        ui.json(r);
+        ui.success(
+          `Release ${r.release}${r.current ? ' (current)' : ''} on ${r.target}: ${r.files} files, ${formatBytes(r.bytes)} verified, no differences (${r.seconds.toFixed(2)} s)`,
+        );
+      }),
+    );
+}

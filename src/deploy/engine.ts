@@ -1,0 +1,499 @@
+/**
+ * The deploy engine: stages a release in `DIR/.deploy-tool/staging/` (extracting archives through
+ * the checked reader, or hard-linking component versions the target already has), renames it into
+ * `DIR/releases/R`, and switches `DIR/current` with one rename(2). Also: crash recovery, retention
+ * and verification of deployed files. Reads archives only through a ReleaseSource.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  copyFile,
+  link,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  symlink,
+  chmod,
+} from 'node:fs/promises';
+import { join } from 'node:path';
+import { readArchive } from '../archive/reader.js';
+import { createExtractSink } from '../archive/extract.js';
+import type { CodecPool } from '../archive/pool.js';
+import { DeployToolError, errnoCode, fsError } from '../core/errors.js';
+import type { Reporter } from '../core/events.js';
+import { fsyncDir, writeFileAtomic } from '../core/fs-atomic.js';
+import { hashFile, sha256Hex } from '../core/hash.js';
+import { parseComponentManifestText, type ComponentManifest } from '../manifest/component.js';
+import type { ReleaseComponent } from '../manifest/release.js';
+import {
+  RELEASE_RECORD_SCHEMA_VERSION,
+  componentDirRel,
+  ensureTypeLink,
+  listTypeLinks,
+  manifestRel,
+  readCurrent,
+  readTargetRelease,
+  recordPath,
+  releaseDir,
+  removeTypeLink,
+  replaceSymlink,
+  type TargetPaths,
+  type TargetRelease,
+} from './layout.js';
+import type { LoadedComponent, ReleaseSource } from './source.js';
+import { rollbackTarget, type StateComponent, type TargetState } from './state.js';
+
+export interface PlannedComponent {
+  type: string;
+  version: string;
+  archiveSha256: string;
+  manifestSha256: string;
+  manifest: ComponentManifest;
+  manifestText: string;
+  /** extract from the source, or reuse (hard links) the copy a kept release already has. */
+  action: 'extract' | 'reuse';
+  reuseFrom: string | null;
+  /** Unchanged from the current release (same version and sha256). */
+  unchanged: boolean;
+  files: number;
+  bytes: number;
+  archiveBytes: number;
+  loaded?: LoadedComponent | undefined;
+  ref?: ReleaseComponent | undefined;
+  sourceRelease?: string | undefined;
+}
+
+export const stateComponents = (cs: PlannedComponent[] | TargetRelease['components']): StateComponent[] =>
+  cs.map((c) => ({
+    type: c.type,
+    version: c.version,
+    archiveSha256: c.archiveSha256,
+    manifestSha256: c.manifestSha256,
+  }));
+
+export const sameComponents = (a: StateComponent[], b: StateComponent[]): boolean => {
+  const key = (cs: StateComponent[]): string =>
+    cs
+      .map((c) => `${c.type}:${c.version}:${c.archiveSha256}`)
+      .sort()
+      .join('|');
+  return key(a) === key(b);
+};
+
+/** A kept release on the target that holds TYPE/VERSION with this archive sha256, files intact. */
+export async function findReusable(
+  t: TargetPaths,
+  state: TargetState,
+  c: { type: string; version: string; archiveSha256: string },
+): Promise<string | null> {
+  const names = Object.keys(state.releases).sort((a, b) =>
+    a === state.current ? -1 : b === state.current ? 1 : 0,
+  );
+  for (const r of names) {
+    const rec = state.releases[r];
+    if (!rec || rec.status === 'staged') continue;
+    const hit = rec.components.find(
+      (x) => x.type === c.type && x.version === c.version && x.archiveSha256 === c.archiveSha256,
+    );
+    if (!hit) continue;
+    const st = await lstat(join(releaseDir(t, r), componentDirRel(c.type, c.version))).catch(() => undefined);
+    if (st?.isDirectory()) return r;
+  }
+  return null;
+}
+
+/** Reads the component manifest a kept release stores, checked against its recorded sha256. */
+export async function readStoredManifest(
+  t: TargetPaths,
+  release: string,
+  c: { type: string; version: string; manifestSha256: string },
+): Promise<{ manifest: ComponentManifest; text: string }> {
+  const path = join(releaseDir(t, release), manifestRel(c.type, c.version));
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new DeployToolError('ERR_TARGET_INVALID', `Missing component manifest ${path}`, {
+      hint: 'The release folder on the target was altered. Deploy the release again from its source.',
+      cause: err,
+    });
+  }
+  if (sha256Hex(text) !== c.manifestSha256) {
+    throw new DeployToolError('ERR_TARGET_INVALID', `${path} was modified after deployment`, {
+      hint: 'Deploy the release again from its source.',
+    });
+  }
+  return { manifest: parseComponentManifestText(text, path), text };
+}
+
+export interface StageOptions extends Reporter {
+  t: TargetPaths;
+  release: string;
+  components: PlannedComponent[];
+  source: ReleaseSource | undefined;
+  pool: CodecPool;
+  record: Omit<TargetRelease, 'components' | 'schemaVersion' | 'kind' | 'release'>;
+}
+
+/** Builds the complete release folder under staging/ and returns its path (not yet visible). */
+export async function stageRelease(o: StageOptions): Promise<string> {
+  const { t } = o;
+  const staging = join(t.staging, `${o.release}.${process.pid}-${randomBytes(4).toString('hex')}`);
+  await mkdir(join(staging, '.deploy-tool', 'manifests'), { recursive: true }).catch((err: unknown) => {
+    throw fsError(err, staging, 'create');
+  });
+  await mkdir(join(staging, '.links'));
+  for (const c of o.components) {
+    const rel = componentDirRel(c.type, c.version);
+    const dir = join(staging, c.type, c.version);
+    await mkdir(dir, { recursive: true }).catch((err: unknown) => {
+      throw fsError(err, dir, 'create');
+    });
+    let done = false;
+    if (c.action === 'reuse' && c.reuseFrom) {
+      const from = join(releaseDir(t, c.reuseFrom), rel);
+      const t0 = performance.now();
+      done = await linkComponent(from, dir, c.manifest);
+      if (done)
+        o.onLog?.(
+          `reused ${c.type}:${c.version} from release ${c.reuseFrom} (hard links, ${(performance.now() - t0).toFixed(1)} ms)`,
+        );
+      else {
+        o.onWarning?.(
+          `the copy of ${c.type}:${c.version} in release ${c.reuseFrom} is not intact; extracting it again`,
+        );
+        await rm(dir, { recursive: true, force: true });
+        await mkdir(dir);
+      }
+    }
+    if (!done) {
+      if (!o.source) throw new Error('internal: no source to extract from');
+      let loaded = c.loaded;
+      loaded ??= await o.source.getComponent({ type: c.type, version: c.version });
+      const t0 = performance.now();
+      await extractComponent(o, loaded, c, dir);
+      o.onLog?.(
+        `extracted ${c.type}:${c.version} (${c.files} files, ${c.bytes} bytes, ${(performance.now() - t0).toFixed(1)} ms)`,
+      );
+    }
+    await writeFileAtomic(join(staging, manifestRel(c.type, c.version)), c.manifestText);
+    await symlink(`../${rel}`, join(staging, '.links', c.type));
+  }
+  const record: TargetRelease = {
+    schemaVersion: RELEASE_RECORD_SCHEMA_VERSION,
+    kind: 'deploy-tool/target-release',
+    release: o.release,
+    ...o.record,
+    components: o.components.map((c) => ({
+      ...stateComponents([c])[0]!,
+      path: componentDirRel(c.type, c.version),
+      manifest: manifestRel(c.type, c.version),
+      files: c.files,
+      totalSize: c.bytes,
+    })),
+  };
+  await writeFileAtomic(recordPath(staging), `${JSON.stringify(record, null, 2)}\n`);
+  await fsyncDir(join(staging, '.links'));
+  await fsyncDir(staging);
+  return staging;
+}
+
+async function extractComponent(
+  o: StageOptions,
+  loaded: LoadedComponent,
+  c: PlannedComponent,
+  dir: string,
+): Promise<void> {
+  if (!o.source) throw new Error('internal: no source');
+  const archive = await o.source.openArchive(loaded, c.ref, c.sourceRelease);
+  const sink = createExtractSink(dir);
+  try {
+    o.onLog?.(`verifying and extracting ${archive.location}`);
+    await readArchive({
+      manifest: loaded.manifest,
+      source: archive,
+      pool: o.pool,
+      sink,
+      onProgress: (done, total) =>
+        o.onProgress?.({ phase: 'extract', item: `${c.type}:${c.version}`, done, total, unit: 'bytes' }),
+    });
+    await sink.flush();
+  } catch (err) {
+    await sink.abort();
+    throw err;
+  } finally {
+    await archive.close();
+  }
+}
+
+/** Hard-links (or copies) a component folder a kept release already has; false if it is not intact. */
+async function linkComponent(from: string, to: string, m: ComponentManifest): Promise<boolean> {
+  for (const e of m.files) {
+    const src = join(from, ...e.path.split('/'));
+    const dst = join(to, ...e.path.split('/'));
+    const st = await lstat(src).catch(() => undefined);
+    if (!st) return false;
+    try {
+      if (e.type === 'directory') {
+        if (!st.isDirectory()) return false;
+        await mkdir(dst, { mode: 0o755 });
+      } else if (e.type === 'symlink') {
+        if (!st.isSymbolicLink() || (await readlink(src)) !== e.target) return false;
+        await symlink(e.target, dst);
+      } else {
+        if (!st.isFile() || st.size !== e.size || (st.mode & 0o777) !== (parseInt(e.mode, 8) & 0o777))
+          return false;
+        try {
+          await link(src, dst);
+        } catch (err) {
+          const code = errnoCode(err);
+          if (code !== 'EXDEV' && code !== 'EMLINK' && code !== 'EPERM' && code !== 'ENOTSUP') throw err;
+          await copyFile(src, dst);
+          await chmod(dst, parseInt(e.mode, 8) & 0o777);
+        }
+      }
+    } catch (err) {
+      throw fsError(err, dst, 'create');
+    }
+  }
+  return true;
+}
+
+/** Moves a folder to the trash (one rename, so it disappears whole) and removes it. */
+export async function discard(t: TargetPaths, path: string): Promise<void> {
+  await mkdir(t.trash, { recursive: true });
+  const dest = join(
+    t.trash,
+    `${path.split('/').pop() ?? 'x'}.${process.pid}-${randomBytes(4).toString('hex')}`,
+  );
+  try {
+    await rename(path, dest);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return;
+    throw fsError(err, path, 'remove');
+  }
+  await rm(dest, { recursive: true, force: true });
+}
+
+/** Makes `release` current: per-type links for its types first, then the one atomic rename. */
+export async function switchTo(
+  t: TargetPaths,
+  release: string,
+  types: string[],
+  log?: (m: string) => void,
+): Promise<void> {
+  for (const type of types)
+    if (await ensureTypeLink(t, type)) log?.(`linked ${type} -> current/.links/${type}`);
+  await replaceSymlink(t.current, `releases/${release}`, t.root);
+  log?.(`switched current -> releases/${release}`);
+}
+
+/** Removes `current` (a first deploy that failed its health check leaves no release live). */
+export async function unsetCurrent(t: TargetPaths): Promise<void> {
+  await rm(t.current, { force: true });
+  await fsyncDir(t.root);
+}
+
+/** Drops per-type links the current release does not have (they would dangle). */
+export async function pruneTypeLinks(t: TargetPaths, currentTypes: string[]): Promise<void> {
+  const names = await readdir(t.root).catch(() => [] as string[]);
+  for (const type of await listTypeLinks(t, names))
+    if (!currentTypes.includes(type)) await removeTypeLink(t, type);
+}
+
+/**
+ * Cleans what an interrupted run left (staging, trash, temporary links, release folders without a
+ * record) and reconciles the state with the `current` link. Runs under the lock.
+ */
+export async function recover(
+  t: TargetPaths,
+  state: TargetState,
+  log?: (m: string) => void,
+): Promise<string[]> {
+  const cleaned: string[] = [];
+  for (const dir of [t.staging, t.trash]) {
+    for (const n of await readdir(dir).catch(() => [] as string[])) {
+      await rm(join(dir, n), { recursive: true, force: true });
+      cleaned.push(join(dir, n));
+    }
+  }
+  for (const n of await readdir(t.root).catch(() => [] as string[])) {
+    if (/^\..+\.tmp-\d+-[0-9a-f]{8}$/.test(n)) {
+      await rm(join(t.root, n), { force: true });
+      cleaned.push(join(t.root, n));
+    }
+  }
+  for (const n of await readdir(t.meta).catch(() => [] as string[])) {
+    if (n.startsWith('lock.breaking.') || /\.tmp-\d+-[0-9a-f]{8}$/.test(n)) {
+      await rm(join(t.meta, n), { force: true });
+      cleaned.push(join(t.meta, n));
+    }
+  }
+  const current = (await readCurrent(t)) ?? null;
+  const onDisk = await readdir(t.releases).catch(() => [] as string[]);
+  for (const n of onDisk) {
+    if (n.startsWith('.') || (!state.releases[n] && n !== current)) {
+      await discard(t, join(t.releases, n));
+      cleaned.push(join(t.releases, n));
+    }
+  }
+  for (const [name, rec] of Object.entries(state.releases)) {
+    if (!onDisk.includes(name)) {
+      delete state.releases[name];
+      continue;
+    }
+    if (rec.status === 'staged') rec.status = 'interrupted';
+  }
+  if (current && !state.releases[current]) {
+    const rec = await readTargetRelease(t, current);
+    if (rec) {
+      state.releases[current] = {
+        status: 'interrupted',
+        createdAt: rec.createdAt,
+        activatedAt: null,
+        base: rec.base,
+        components: stateComponents(rec.components),
+        error: 'recovered after an interrupted run',
+      };
+    }
+  }
+  for (const h of state.history) {
+    if (h.status === 'in-progress') {
+      h.status = 'interrupted';
+      h.finishedAt = new Date().toISOString();
+      h.error = 'the process was interrupted';
+    }
+  }
+  state.current = current;
+  const rec = current ? await readTargetRelease(t, current) : undefined;
+  await pruneTypeLinks(t, rec?.components.map((c) => c.type) ?? []);
+  if (cleaned.length) log?.(`cleaned ${cleaned.length} leftovers of an interrupted run`);
+  return cleaned;
+}
+
+/**
+ * Keeps the last `keep` successful releases (by last activation), plus the current release and
+ * the rollback target; failed and interrupted ones do not count and are removed.
+ */
+export async function applyRetention(
+  t: TargetPaths,
+  state: TargetState,
+  keep: number,
+  writeState: () => Promise<void>,
+): Promise<string[]> {
+  const protect = new Set<string>();
+  if (state.current) protect.add(state.current);
+  const rb = rollbackTarget(state, state.current);
+  if (rb) protect.add(rb);
+  const successful = Object.entries(state.releases)
+    .filter(([, r]) => r.status === 'success')
+    .sort(([, a], [, b]) => (b.activatedAt ?? b.createdAt).localeCompare(a.activatedAt ?? a.createdAt))
+    .map(([n]) => n);
+  const kept = new Set([...successful.slice(0, keep), ...protect]);
+  const remove = Object.keys(state.releases).filter((n) => !kept.has(n));
+  if (remove.length === 0) return [];
+  for (const n of remove) delete state.releases[n];
+  await writeState();
+  for (const n of remove) await discard(t, releaseDir(t, n));
+  return remove;
+}
+
+export interface FileProblem {
+  release: string;
+  component: string;
+  path: string;
+  problem: 'modified' | 'missing' | 'extra';
+  detail: string;
+}
+
+/** Re-hashes every file of a deployed release against its component manifests. */
+export async function verifyRelease(
+  t: TargetPaths,
+  release: string,
+  onProgress?: Reporter['onProgress'],
+): Promise<{ files: number; bytes: number; problems: FileProblem[] }> {
+  const rec = await readTargetRelease(t, release);
+  if (!rec) {
+    throw new DeployToolError('ERR_NOT_DEPLOYED', `Release ${release} is not on the target ${t.root}`, {
+      hint: 'See the kept releases with "deploy-tool version list --target DIR".',
+    });
+  }
+  const rdir = releaseDir(t, release);
+  const problems: FileProblem[] = [];
+  let files = 0;
+  let bytes = 0;
+  const total = rec.components.reduce((s, c) => s + c.totalSize, 0);
+  for (const c of rec.components) {
+    const id = `${c.type}:${c.version}`;
+    const add = (path: string, problem: FileProblem['problem'], detail: string): void => {
+      problems.push({ release, component: id, path, problem, detail });
+    };
+    let manifest: ComponentManifest;
+    try {
+      manifest = (await readStoredManifest(t, release, c)).manifest;
+    } catch (err) {
+      add(c.manifest, 'modified', (err as Error).message);
+      continue;
+    }
+    const link = await readlink(join(rdir, '.links', c.type)).catch(() => undefined);
+    if (link !== `../${c.path}`)
+      add(
+        `.links/${c.type}`,
+        link === undefined ? 'missing' : 'modified',
+        `link should point at ../${c.path}`,
+      );
+    const base = join(rdir, c.path);
+    const actual = new Map<string, import('node:fs').Stats>();
+    const walk = async (dir: string, rel: string): Promise<void> => {
+      for (const n of await readdir(dir).catch(() => [] as string[])) {
+        const r = rel ? `${rel}/${n}` : n;
+        const st = await lstat(join(dir, n));
+        actual.set(r, st);
+        if (st.isDirectory()) await walk(join(dir, n), r);
+      }
+    };
+    await walk(base, '');
+    const toHash: { path: string; abs: string; size: number; sha256: string }[] = [];
+    for (const e of manifest.files) {
+      const st = actual.get(e.path);
+      actual.delete(e.path);
+      if (!st) {
+        add(`${c.path}/${e.path}`, 'missing', `${e.type} is missing`);
+        continue;
+      }
+      const where = `${c.path}/${e.path}`;
+      if (e.type === 'directory') {
+        if (!st.isDirectory()) add(where, 'modified', 'should be a folder');
+      } else if (e.type === 'symlink') {
+        const target = st.isSymbolicLink() ? await readlink(join(base, e.path)) : undefined;
+        if (target !== e.target) add(where, 'modified', `should be a symlink to ${e.target}`);
+      } else if (!st.isFile()) {
+        add(where, 'modified', 'should be a regular file');
+      } else if (st.size !== e.size) {
+        add(where, 'modified', `has ${st.size} bytes, the manifest says ${e.size}`);
+      } else {
+        if ((st.mode & 0o777) !== (parseInt(e.mode, 8) & 0o777))
+          add(where, 'modified', `mode is ${(st.mode & 0o777).toString(8)}, the manifest says ${e.mode}`);
+        toHash.push({ path: where, abs: join(base, e.path), size: e.size, sha256: e.sha256 });
+      }
+    }
+    for (const [p] of actual) add(`${c.path}/${p}`, 'extra', 'not in the component manifest');
+    const queue = [...toHash];
+    const worker = async (): Promise<void> => {
+      for (let f = queue.shift(); f; f = queue.shift()) {
+        const h = await hashFile(f.abs);
+        files++;
+        bytes += h.size;
+        onProgress?.({ phase: 'verify', item: release, done: bytes, total, unit: 'bytes' });
+        if (h.sha256 !== f.sha256)
+          add(f.path, 'modified', `sha256 is ${h.sha256}, the manifest says ${f.sha256}`);
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+  }
+  problems.sort((a, b) => a.path.localeCompare(b.path));
+  return { files, bytes, problems };
+}
