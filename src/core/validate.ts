@@ -85,7 +85,7 @@ export function componentId(ref: ComponentRef): string {
 }
 
 export function positiveInt(value: string, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  const n = Number(value);
+  const n = /^\s*-?\d+\s*$/.test(value) ? Number(value) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) {
     throw new DeployToolError(
       'ERR_USAGE',

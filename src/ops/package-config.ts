@@ -57,7 +57,15 @@ export async function readPackageConfig(dir: string, type: string): Promise<Pack
       },
     );
   }
-  const parsed = schema.safeParse(doc.toJS({ maxAliasCount: 50 }));
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 50 });
+  } catch (err) {
+    throw new DeployToolError('ERR_CONFIG_INVALID', `${path} could not be read: ${(err as Error).message}`, {
+      hint: 'Remove excessive YAML aliases or anchors from the file, or delete it and pack with --auto.',
+    });
+  }
+  const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new DeployToolError(

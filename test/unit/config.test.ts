@@ -1,0 +1,205 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CONFIG_SCHEMA_VERSION, parseConfig, renderInitialConfig } from '../../src/core/config.js';
+import { DeployToolError } from '../../src/core/errors.js';
+import {
+  DEFAULT_EXCLUDES,
+  analyseSource,
+  readPackageConfig,
+  writePackageConfig,
+} from '../../src/ops/package-config.js';
+
+function refused(f: () => unknown, code: string): DeployToolError {
+  try {
+    f();
+  } catch (err) {
+    expect(err).toBeInstanceOf(DeployToolError);
+    expect((err as DeployToolError).code).toBe(code);
+    expect((err as DeployToolError).hint).toBeTruthy();
+    return err as DeployToolError;
+  }
+  throw new Error(`expected ${code}`);
+}
+
+async function refusedAsync(p: Promise<unknown>, code: string): Promise<DeployToolError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(DeployToolError);
+    expect((err as DeployToolError).code).toBe(code);
+    expect((err as DeployToolError).hint).toBeTruthy();
+    return err as DeployToolError;
+  }
+  throw new Error(`expected ${code}`);
+}
+
+const BASE = `schema_version: 1
+project:
+  name: my-ml-project
+  type: algorithm
+`;
+
+const BOMB = `a: &a ["x","x","x","x","x","x","x","x","x"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+`;
+
+describe('.deploy-tool.yaml (parseConfig)', () => {
+  it('reads what init writes', () => {
+    const { config, warnings } = parseConfig(renderInitialConfig('my-ml-project', 'algorithm'), 'cfg');
+    expect(config.schema_version).toBe(CONFIG_SCHEMA_VERSION);
+    expect(config.project).toEqual({ name: 'my-ml-project', type: 'algorithm' });
+    expect(config.defaults).toEqual({ compression: 'zstd', level: 3, keep: 5 });
+    expect(warnings).toEqual([]);
+  });
+
+  it('quotes names so YAML cannot reinterpret them', () => {
+    const { config } = parseConfig(renderInitialConfig('1.0', 'yes'), 'cfg');
+    expect(config.project).toEqual({ name: '1.0', type: 'yes' });
+  });
+
+  it.each([
+    ['a top-level secret', `${BASE}secret_access_key: AKIAxxxxxxxx\n`, 'secret_access_key'],
+    ['a nested password', `${BASE}store:\n  s3:\n    password: hunter22\n`, 'store.s3.password'],
+    ['a token', `${BASE}hooks:\n  token: abcdef\n`, 'hooks.token'],
+    ['an API key in any case', `${BASE}API_KEY: abcdef\n`, 'API_KEY'],
+  ])('refuses %s and names the key', (_what, text, key) => {
+    const err = refused(() => parseConfig(text, 'cfg'), 'ERR_CONFIG_SECRET');
+    expect(err.message).toContain(key);
+    expect(err.hint).toMatch(/environment/);
+  });
+
+  it('does not echo the secret value in the error', () => {
+    const err = refused(() => parseConfig(`${BASE}password: hunter22-value\n`, 'cfg'), 'ERR_CONFIG_SECRET');
+    expect(`${err.message} ${err.hint ?? ''}`).not.toContain('hunter22-value');
+  });
+
+  it('allows an empty secret key (a placeholder)', () => {
+    expect(() => parseConfig(`${BASE}password: ""\n`, 'cfg')).not.toThrow();
+  });
+
+  it('warns about unknown keys, at any depth, and keeps going', () => {
+    const { warnings } = parseConfig(`${BASE}colour: blue\ndefaults:\n  compresion: gzip\n`, 'cfg');
+    expect(warnings).toEqual([
+      'cfg: unknown key "colour" ignored',
+      'cfg: unknown key "defaults.compresion" ignored',
+    ]);
+  });
+
+  it('refuses malformed YAML with the file name', () => {
+    const err = refused(
+      () => parseConfig('schema_version: 1\nproject: [unclosed\n', '/p/.deploy-tool.yaml'),
+      'ERR_CONFIG_INVALID',
+    );
+    expect(err.message).toMatch(/^\/p\/.deploy-tool.yaml is not valid YAML/);
+  });
+
+  it('refuses duplicate keys', () => {
+    refused(() => parseConfig(`${BASE}project:\n  name: x\n  type: y\n`, 'cfg'), 'ERR_CONFIG_INVALID');
+  });
+
+  it('refuses an alias bomb without expanding it', () => {
+    const t0 = performance.now();
+    const err = refused(() => parseConfig(`${BASE}${BOMB}`, 'cfg'), 'ERR_CONFIG_INVALID');
+    expect(err.message).toMatch(/alias|resource/i);
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+
+  it('refuses an unknown schema_version, a missing project and wrong types', () => {
+    expect(
+      refused(
+        () => parseConfig(BASE.replace('schema_version: 1', 'schema_version: 2'), 'cfg'),
+        'ERR_CONFIG_INVALID',
+      ).message,
+    ).toMatch(/schema_version/);
+    expect(refused(() => parseConfig('schema_version: 1\n', 'cfg'), 'ERR_CONFIG_INVALID').message).toMatch(
+      /project/,
+    );
+    expect(
+      refused(() => parseConfig(`${BASE}defaults:\n  compression: rar\n`, 'cfg'), 'ERR_CONFIG_INVALID')
+        .message,
+    ).toMatch(/defaults\.compression/);
+    expect(
+      refused(() => parseConfig(`${BASE}defaults:\n  level: high\n`, 'cfg'), 'ERR_CONFIG_INVALID').message,
+    ).toMatch(/defaults\.level/);
+  });
+
+  it('refuses a document that is not a mapping', () => {
+    refused(() => parseConfig('- a\n- b\n', 'cfg'), 'ERR_CONFIG_INVALID');
+    refused(() => parseConfig('', 'cfg'), 'ERR_CONFIG_INVALID');
+  });
+});
+
+describe('package configurations (deployment/package-configs/TYPE.yaml)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dt-pkgcfg-'));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it('round-trips what pack --auto writes', async () => {
+    const cfg = {
+      schema_version: 1 as const,
+      type: 'model',
+      source: 'models',
+      compression: 'gzip' as const,
+      level: 6,
+      include: ['**/*.bin'],
+      exclude: [...DEFAULT_EXCLUDES, '*.tmp'],
+    };
+    const path = await writePackageConfig(dir, cfg);
+    expect(path).toBe(join(dir, 'model.yaml'));
+    expect(await readPackageConfig(dir, 'model')).toEqual(cfg);
+  });
+
+  it('returns nothing when the type has no configuration', async () => {
+    expect(await readPackageConfig(dir, 'absent')).toBeUndefined();
+  });
+
+  it('fills include and exclude with empty lists when left out', async () => {
+    await writeFile(join(dir, 'min.yaml'), 'schema_version: 1\ntype: min\ncompression: zstd\nlevel: 3\n');
+    expect(await readPackageConfig(dir, 'min')).toMatchObject({ include: [], exclude: [] });
+  });
+
+  it('refuses malformed YAML, unknown compressions and versions', async () => {
+    await writeFile(join(dir, 'bad.yaml'), 'schema_version: 1\ntype: [\n');
+    expect((await refusedAsync(readPackageConfig(dir, 'bad'), 'ERR_CONFIG_INVALID')).message).toMatch(
+      /bad.yaml is not valid YAML/,
+    );
+    await writeFile(join(dir, 'rar.yaml'), 'schema_version: 1\ntype: rar\ncompression: rar\nlevel: 3\n');
+    expect((await refusedAsync(readPackageConfig(dir, 'rar'), 'ERR_CONFIG_INVALID')).message).toMatch(
+      /compression/,
+    );
+    await writeFile(join(dir, 'v2.yaml'), 'schema_version: 2\ntype: v2\ncompression: zstd\nlevel: 3\n');
+    expect((await refusedAsync(readPackageConfig(dir, 'v2'), 'ERR_CONFIG_INVALID')).message).toMatch(
+      /schema_version/,
+    );
+  });
+
+  it('refuses an alias bomb with a coded error', async () => {
+    await writeFile(
+      join(dir, 'bomb.yaml'),
+      `schema_version: 1\ntype: bomb\ncompression: zstd\nlevel: 3\n${BOMB}`,
+    );
+    await refusedAsync(readPackageConfig(dir, 'bomb'), 'ERR_CONFIG_INVALID');
+  });
+
+  it('auto analysis picks zstd, and a lower level when most bytes are already compressed', async () => {
+    const src = await mkdtemp(join(dir, 'src-'));
+    await writeFile(join(src, 'weights.bin'), Buffer.alloc(10000));
+    expect(await analyseSource(src)).toMatchObject({
+      compression: 'zstd',
+      level: 3,
+      files: 1,
+      totalSize: 10000,
+    });
+    await writeFile(join(src, 'images.zip'), Buffer.alloc(100000));
+    expect(await analyseSource(src)).toMatchObject({ compression: 'zstd', level: 1, files: 2 });
+  });
+});
