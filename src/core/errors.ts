@@ -43,7 +43,11 @@ export type ErrorCode =
   | 'ERR_SIGNATURE_INVALID'
   | 'ERR_UNTRUSTED_KEY'
   | 'ERR_DECRYPT_FAILED'
-  | 'ERR_DECRYPT_NO_KEY';
+  | 'ERR_DECRYPT_NO_KEY'
+  // registry (src/registry): server and client
+  | 'ERR_REGISTRY'
+  | 'ERR_REGISTRY_AUTH'
+  | 'ERR_CONFLICT';
 
 export interface DeployToolErrorOptions {
   hint?: string;
