@@ -16,11 +16,19 @@ import { componentId, validateType, validateVersion } from '../core/validate.js'
 import {
   ARCHIVE_FORMAT,
   COMPONENT_SCHEMA_VERSION,
+  ENCRYPTED_COMPONENT_SCHEMA_VERSION,
   archiveExtension,
   parseComponentManifest,
   serializeManifest,
   type ComponentManifest,
 } from '../manifest/component.js';
+import {
+  AGE_SUFFIX,
+  checkEncryptSettings,
+  encryptFile,
+  storedArchive,
+  type EncryptSettings,
+} from '../trust/encrypt.js';
 import { componentManifestPath, readManifestFile } from './components.js';
 import {
   DEFAULT_EXCLUDES,
@@ -41,6 +49,8 @@ export interface PackOptions extends CommonOptions {
   exclude?: string[] | undefined;
   include?: string[] | undefined;
   force?: boolean;
+  /** Encrypt the archive with age (src/trust/encrypt.ts): recipients or a passphrase. */
+  encrypt?: EncryptSettings | undefined;
 }
 
 export interface PackResult {
@@ -63,6 +73,8 @@ export interface PackResult {
   archiveSha256: string;
   frames: number;
   git: { commit: string; dirty: boolean } | null;
+  /** Set when the archive is encrypted: archivePath, archiveSize and archiveSha256 are the ciphertext's. */
+  encryption: { recipients: string[]; passphrase: boolean } | null;
   seconds: number;
 }
 
@@ -87,6 +99,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     });
   }
   const source = isAbsolute(options.path) ? options.path : resolve(options.cwd, options.path);
+  const encrypt = options.encrypt ? checkEncryptSettings(options.encrypt) : undefined;
 
   // Settings: CLI flags > package configuration (unless --auto) > analysis (--auto) > project defaults.
   const existingConfig = options.auto
@@ -162,16 +175,38 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   } finally {
     await pool.close();
   }
+  // Encrypted: the stored file is the age ciphertext; the plaintext temp file is removed at once.
+  let stored = { tmp: tmpArchive, path: archivePath, size: written.size, sha256: written.sha256 };
+  if (encrypt) {
+    const path = `${archivePath}${AGE_SUFFIX}`;
+    const tmp = tempPathFor(path);
+    try {
+      options.onLog?.(
+        `encrypting with age (${encrypt.passphrase ? 'passphrase' : `${encrypt.recipients.length} recipient(s)`})`,
+      );
+      stored = { tmp, path, ...(await encryptFile(tmpArchive, tmp, encrypt)) };
+    } finally {
+      await rm(tmpArchive, { force: true });
+    }
+  }
+  const sameEncryption = (e: ComponentManifest['encryption']): boolean =>
+    encrypt
+      ? !!e &&
+        e.passphrase === !!encrypt.passphrase &&
+        [...e.recipients].sort().join() === [...encrypt.recipients].sort().join()
+      : !e;
 
   const git = await gitInfo(project.root);
   let status: PackResult['status'] = 'packed';
   if (existing) {
     const same =
-      existing.manifest.archive.sha256 === written.sha256 && existing.manifest.archive.name === archiveName;
+      existing.manifest.archive.sha256 === written.sha256 &&
+      existing.manifest.archive.name === archiveName &&
+      sameEncryption(existing.manifest.encryption);
     if (same) {
       status = 'unchanged';
     } else if (!options.force) {
-      await rm(tmpArchive, { force: true });
+      await rm(stored.tmp, { force: true });
       throw new DeployToolError(
         'ERR_COMPONENT_EXISTS',
         `Component ${type}:${version} already exists with different content (${manifestPath})`,
@@ -204,20 +239,32 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     void autoReason;
   }
 
-  if (status === 'unchanged') {
-    // Identical content: keep the existing manifest (and its creation time); restore the archive if it was deleted.
-    const present = await stat(archivePath).then(
-      async (s) => s.size === written.size && (await hashFile(archivePath)).sha256 === written.sha256,
+  if (status === 'unchanged' && existing?.manifest.encryption) {
+    // age ciphertexts differ on every run: keep the existing one if it is intact, else write a new manifest.
+    const e = existing.manifest.encryption;
+    const intact = await stat(stored.path).then(
+      async (s) => s.size === e.size && (await hashFile(stored.path)).sha256 === e.sha256,
       () => false,
     );
-    if (present) await rm(tmpArchive, { force: true });
+    if (intact) {
+      await rm(stored.tmp, { force: true });
+      stored = { ...stored, size: e.size, sha256: e.sha256 };
+    } else status = 'packed';
+  }
+  if (status === 'unchanged') {
+    // Identical content: keep the existing manifest (and its creation time); restore the archive if it was deleted.
+    const present = await stat(stored.path).then(
+      async (s) => s.size === stored.size && (await hashFile(stored.path)).sha256 === stored.sha256,
+      () => false,
+    );
+    if (present) await rm(stored.tmp, { force: true });
     else {
-      await rename(tmpArchive, archivePath);
+      await rename(stored.tmp, stored.path);
       await fsyncDir(project.paths.dist);
     }
   } else {
     const manifest: ComponentManifest = {
-      schemaVersion: COMPONENT_SCHEMA_VERSION,
+      schemaVersion: encrypt ? ENCRYPTED_COMPONENT_SCHEMA_VERSION : COMPONENT_SCHEMA_VERSION,
       kind: 'deploy-tool/component',
       type,
       version,
@@ -242,13 +289,24 @@ export async function pack(options: PackOptions): Promise<PackResult> {
         symlinks: scan.entries.filter((e) => e.type === 'symlink').length,
         totalSize,
       },
+      ...(encrypt && {
+        encryption: {
+          format: 'age' as const,
+          name: `${archiveName}${AGE_SUFFIX}`,
+          size: stored.size,
+          sha256: stored.sha256,
+          recipients: encrypt.recipients,
+          passphrase: !!encrypt.passphrase,
+        },
+      }),
     };
     parseComponentManifest(manifest, 'packed manifest'); // the index we write must pass our own reader
     // Archive first, manifest last: a manifest never names an archive that is not in place.
-    await rename(tmpArchive, archivePath);
+    await rename(stored.tmp, stored.path);
     await fsyncDir(project.paths.dist);
-    if (existing && existing.manifest.archive.name !== archiveName) {
-      await rm(join(project.paths.dist, existing.manifest.archive.name), { force: true });
+    const previous = existing && storedArchive(existing.manifest).name;
+    if (previous && join(project.paths.dist, previous) !== stored.path) {
+      await rm(join(project.paths.dist, previous), { force: true });
     }
     await writeFileAtomic(manifestPath, serializeManifest(manifest));
   }
@@ -258,7 +316,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     type,
     version,
     source,
-    archivePath,
+    archivePath: stored.path,
     manifestPath,
     packageConfigPath: configPath,
     packageConfigWritten: configWritten,
@@ -269,10 +327,11 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     symlinks: scan.entries.filter((e) => e.type === 'symlink').length,
     excluded: scan.excluded,
     totalSize,
-    archiveSize: written.size,
-    archiveSha256: written.sha256,
+    archiveSize: stored.size,
+    archiveSha256: stored.sha256,
     frames: written.frames.length,
     git,
+    encryption: encrypt ? { recipients: encrypt.recipients, passphrase: !!encrypt.passphrase } : null,
     seconds: (performance.now() - t0) / 1000,
   };
 }

@@ -17,13 +17,19 @@ import {
   type ReleaseManifest,
 } from '../manifest/release.js';
 import { createFilesystemStore } from '../store/drivers/filesystem.js';
-import { loadComponentManifest, manifestFileName } from './components.js';
+import { componentManifestPath, loadComponentManifest, manifestFileName } from './components.js';
+import { storedArchive, storedDigestView } from '../trust/encrypt.js';
+import { loadSecretKey, putSignature, readSignatureFile } from '../trust/sign.js';
+import { keyIdHex } from '../trust/keys.js';
+import { resolve } from 'node:path';
 
 export interface PublishOptions extends CommonOptions {
   components: string[];
   releaseVersion?: string | undefined;
   method?: string | undefined;
   notes?: string | undefined;
+  /** Private key to sign the release manifest and the component manifests with (src/trust). */
+  sign?: string | undefined;
 }
 
 export interface PublishedComponent {
@@ -45,6 +51,8 @@ export interface PublishResult {
   gitReleaseFile: string | undefined;
   components: PublishedComponent[];
   totalBytes: number;
+  /** Key id and signature files written by --sign. */
+  signed?: { keyId: string; files: string[] } | null;
 }
 
 export const RELEASE_FILE = 'release.json';
@@ -80,7 +88,7 @@ export async function checkComponents(
     }
     seen.add(ref.type);
     const { manifest, text } = await loadComponentManifest(project, ref);
-    const archivePath = join(project.paths.dist, manifest.archive.name);
+    const archivePath = join(project.paths.dist, storedArchive(manifest).name);
     const source = await openLocalArchive(archivePath).catch((err: unknown) => {
       if (err instanceof DeployToolError && err.code === 'ERR_ARCHIVE_MISSING') {
         throw new DeployToolError(
@@ -95,7 +103,7 @@ export async function checkComponents(
     });
     try {
       options.onLog?.(`verifying ${archivePath}`);
-      await verifyArchiveDigest(source, manifest);
+      await verifyArchiveDigest(source, storedDigestView(manifest));
     } catch (err) {
       if (err instanceof DeployToolError && err.code === 'ERR_ARCHIVE_CORRUPT') {
         throw new DeployToolError('ERR_ARCHIVE_CORRUPT', `${ref.type}:${ref.version}: ${err.message}`, {
@@ -131,6 +139,8 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     options.releaseVersion === undefined
       ? undefined
       : validateVersion(options.releaseVersion, 'Release version');
+  const signer = options.sign ? await loadSecretKey(resolve(options.cwd, options.sign)) : undefined;
+  const signatures: string[] = [];
   const checked = await checkComponents(project, refs, options);
 
   const storeRoot = release
@@ -138,15 +148,15 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     : join(project.paths.deployment, 'components');
   const store = createFilesystemStore({ root: storeRoot });
   const entries: ReleaseComponent[] = checked.map((c) => {
-    const p = releaseComponentPaths(c.ref, c.manifest.archive.name);
+    const p = releaseComponentPaths(c.ref, storedArchive(c.manifest).name);
     return {
       type: c.ref.type,
       version: c.ref.version,
       manifest: p.manifest,
       manifestSha256: sha256Hex(c.text),
       archive: p.archive,
-      archiveSha256: c.manifest.archive.sha256,
-      archiveSize: c.manifest.archive.size,
+      archiveSha256: storedArchive(c.manifest).sha256,
+      archiveSize: storedArchive(c.manifest).size,
       compression: c.manifest.archive.compression,
     };
   });
@@ -204,12 +214,18 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     let placedBy: PublishedComponent['placedBy'] = 'existing';
     const local = store.localPath?.(e.archive);
     // An archive left by an interrupted publish is kept only if it is exactly this one (not merely the same size).
-    if (!cur || !local || !(await sameContent(local, c.archivePath, c.manifest.archive.sha256))) {
+    if (!cur || !local || !(await sameContent(local, c.archivePath, storedArchive(c.manifest).sha256))) {
       options.onLog?.(`placing ${e.archive}`);
       await store.putFile(e.archive, c.archivePath);
       placedBy = local ? await sameInode(local, c.archivePath) : 'copy';
     }
     await store.put(e.manifest, c.text);
+    const compSig = await putSignature(store, e.manifest, c.text, {
+      secret: signer,
+      existing: await readSignatureFile(componentManifestPath(project, c.ref)),
+      subject: `component ${e.type}:${e.version}`,
+    });
+    if (compSig && signer) signatures.push(`${join(storeRoot, e.manifest)}.minisig`);
     published.push({
       type: e.type,
       version: e.version,
@@ -261,6 +277,15 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       }
     }
     await writeFileAtomic(gitReleaseFile, text);
+    if (signer) {
+      // Signed after release.json is in place (a reader meanwhile sees an unsigned release, and refuses it if it requires signatures).
+      const sig = await putSignature(store, RELEASE_FILE, text, {
+        secret: signer,
+        subject: `release ${release}`,
+      });
+      await writeFileAtomic(`${gitReleaseFile}.minisig`, sig ?? '');
+      signatures.push(`${releaseManifestPath}.minisig`, `${gitReleaseFile}.minisig`);
+    }
   }
   return {
     status: existingRelease ? 'unchanged' : 'published',
@@ -271,6 +296,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     gitReleaseFile,
     components: published,
     totalBytes: published.reduce((s, c) => s + c.archiveSize, 0),
+    signed: signer ? { keyId: keyIdHex(signer.keyId), files: signatures } : null,
   };
 }
 

@@ -286,3 +286,31 @@ export async function verifyReleaseSignature(
     components: out,
   };
 }
+
+/**
+ * Publishing: writes `<key>.minisig` beside a manifest in a store (any driver). With a signing key
+ * the text is signed now; without one, an existing detached signature (from `sign --component`)
+ * is carried along. Returns the signature text written, if any.
+ */
+export async function putSignature(
+  store: { put(key: string, data: string): Promise<unknown> },
+  key: string,
+  text: string,
+  options: { secret?: SecretKey | undefined; existing?: string | undefined; subject: string },
+): Promise<string | undefined> {
+  let sig = options.existing;
+  if (options.secret) {
+    sig = signMessage(options.secret, text, { file: key, subject: options.subject });
+    verifySignature(text, sig, [options.secret.publicKey], key);
+  }
+  if (sig === undefined) return undefined;
+  await store.put(`${key}${SIGNATURE_SUFFIX}`, sig);
+  return sig;
+}
+
+/** Reads a detached signature next to a local file, if there is one. */
+export function readSignatureFile(path: string): Promise<string | undefined> {
+  return readOptional(`${path}${SIGNATURE_SUFFIX}`);
+}
+
+export { loadSecretKey };

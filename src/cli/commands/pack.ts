@@ -4,6 +4,8 @@ import { pack } from '../../ops/pack.js';
 import { positiveInt } from '../../core/validate.js';
 import { action, collect } from '../context.js';
 import { formatBytes } from '../ui.js';
+import { DeployToolError } from '../../core/errors.js';
+import { passphraseFromEnv } from '../../trust/encrypt.js';
 
 interface PackFlags {
   type: string;
@@ -14,6 +16,9 @@ interface PackFlags {
   exclude?: string[];
   include?: string[];
   force?: boolean;
+  encrypt?: boolean;
+  recipient?: string[];
+  passphraseEnv?: string;
 }
 
 export function registerPack(program: Command): void {
@@ -34,8 +39,19 @@ export function registerPack(program: Command): void {
     .option('--exclude <pattern>', 'glob of files to leave out (repeatable)', collect)
     .option('--include <pattern>', 'glob of files to keep (repeatable; default: everything)', collect)
     .option('--force', 'replace an existing component version with different content')
+    .option('--encrypt', 'encrypt the archive with age (the manifest keeps the plaintext sha256s)')
+    .option('--recipient <age1...>', 'age public key to encrypt to (repeatable; with --encrypt)', collect)
+    .option(
+      '--passphrase-env <var>',
+      'encrypt with the passphrase in this environment variable (with --encrypt)',
+    )
     .action(
       action<PackFlags>(async (opts, ui, common, args) => {
+        if (!opts.encrypt && (opts.recipient || opts.passphraseEnv)) {
+          throw new DeployToolError('ERR_USAGE', '--recipient and --passphrase-env need --encrypt', {
+            hint: 'Add --encrypt to encrypt the archive.',
+          });
+        }
         const r = await pack({
           ...common,
           path: args[0] ?? '',
@@ -47,6 +63,12 @@ export function registerPack(program: Command): void {
           exclude: opts.exclude,
           include: opts.include,
           force: opts.force ?? false,
+          encrypt: opts.encrypt
+            ? {
+                recipients: opts.recipient ?? [],
+                passphrase: opts.passphraseEnv ? passphraseFromEnv(opts.passphraseEnv) : undefined,
+              }
+            : undefined,
         });
         ui.stopProgress();
         ui.json({ ok: true, ...r });
@@ -65,6 +87,10 @@ export function registerPack(program: Command): void {
         ui.success(
           `Creating package: ${rel(r.archivePath)} (${r.compression}${r.compression === 'none' ? '' : ` level ${r.level}`}, ${formatBytes(r.archiveSize)}, ${r.frames} frames, ${r.seconds.toFixed(2)} s)`,
         );
+        if (r.encryption)
+          ui.success(
+            `Encrypted with age (${r.encryption.passphrase ? 'passphrase' : `recipients: ${r.encryption.recipients.join(', ')}`}); dist/ holds only the ciphertext`,
+          );
         ui.success(`Generating manifest: ${rel(r.manifestPath)}`);
         if (r.packageConfigWritten && r.packageConfigPath)
           ui.success(`Saved package configuration: ${rel(r.packageConfigPath)}`);

@@ -9,6 +9,7 @@ interface PublishFlags {
   releaseVersion?: string;
   method?: string;
   notes?: string;
+  sign?: string;
 }
 
 export function registerPublish(program: Command): void {
@@ -19,6 +20,7 @@ export function registerPublish(program: Command): void {
     .option('--release-version <version>', 'release version to create (for example 2024.01.20)')
     .option('--method <method>', 'filesystem (default)', 'filesystem')
     .option('--notes <text>', 'release notes stored in the release manifest')
+    .option('--sign <key>', 'sign the release and component manifests with this private key (keys generate)')
     .action(
       action<PublishFlags>(async (opts, ui, common) => {
         const r = await publish({
@@ -27,6 +29,7 @@ export function registerPublish(program: Command): void {
           releaseVersion: opts.releaseVersion,
           method: opts.method,
           notes: opts.notes,
+          sign: opts.sign,
         });
         ui.json({ ok: true, ...r });
         const rel = (p: string): string => relative(process.cwd(), p) || '.';
@@ -45,6 +48,8 @@ export function registerPublish(program: Command): void {
         ui.success(
           `Published to: ${dir} (${formatBytes(r.totalBytes)}; ${r.components.filter((c) => c.placedBy === 'link').length} hard-linked)`,
         );
+        if (r.signed)
+          ui.success(`Signed with key ${r.signed.keyId} (${r.signed.files.length} .minisig files)`);
         ui.info('');
         ui.info('Directory structure:');
         ui.info(dir);
