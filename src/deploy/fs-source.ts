@@ -16,6 +16,7 @@ import { createFilesystemStore } from '../store/drivers/filesystem.js';
 import type { Store } from '../store/types.js';
 import type { LoadedComponent, LoadedRelease, ReleaseSource } from './source.js';
 import { openStoreArchive } from './store-archive.js';
+import { storedArchive } from '../trust/encrypt.js';
 
 export interface FilesystemSourceOptions {
   /** Folder holding published release folders (R/release.json). */
@@ -73,7 +74,8 @@ export function createFilesystemReleaseSource(options: FilesystemSourceOptions):
     if (!buf) return undefined;
     const text = buf.toString('utf8');
     const manifest = parseComponent(text, `${store.location}/${manifestKey}`, ref);
-    const loaded: LoadedComponent = { manifest, text };
+    const signature = (await store.get(`${manifestKey}.minisig`))?.toString('utf8');
+    const loaded: LoadedComponent = { manifest, text, signature };
     const key = archiveKey(manifest);
     origins.set(loaded, { store, archiveKey: key });
     return { loaded, archivePresent: (await store.head(key)) !== undefined };
@@ -108,7 +110,8 @@ export function createFilesystemReleaseSource(options: FilesystemSourceOptions):
           { hint: 'The release folder was renamed. Transfer it again under its own name.' },
         );
       }
-      return { manifest, text };
+      const signature = (await releases.get(`${key}.minisig`))?.toString('utf8');
+      return { manifest, text, signature };
     },
 
     async getComponent(ref, release) {
@@ -135,7 +138,8 @@ export function createFilesystemReleaseSource(options: FilesystemSourceOptions):
           );
         }
         const manifest = parseComponent(text, where, ref);
-        if (manifest.archive.sha256 !== ref.archiveSha256 || manifest.archive.size !== ref.archiveSize) {
+        const stored = storedArchive(manifest); // the ciphertext when encrypted
+        if (stored.sha256 !== ref.archiveSha256 || stored.size !== ref.archiveSize) {
           throw new DeployToolError(
             'ERR_MANIFEST_INVALID',
             `${where}: archive size/sha256 differ from release ${release}'s release.json`,
@@ -159,14 +163,14 @@ export function createFilesystemReleaseSource(options: FilesystemSourceOptions):
       };
       if (project) {
         const hit = consider(
-          await tryLoad(project, `deployment/manifests/${name}`, (m) => `dist/${m.archive.name}`, ref),
+          await tryLoad(project, `deployment/manifests/${name}`, (m) => `dist/${storedArchive(m).name}`, ref),
         );
         if (hit) return hit;
       }
       if (components) {
         const dir = `${ref.type}/${ref.version}`;
         const hit = consider(
-          await tryLoad(components, `${dir}/${name}`, (m) => `${dir}/${m.archive.name}`, ref),
+          await tryLoad(components, `${dir}/${name}`, (m) => `${dir}/${storedArchive(m).name}`, ref),
         );
         if (hit) return hit;
       }
@@ -184,7 +188,7 @@ export function createFilesystemReleaseSource(options: FilesystemSourceOptions):
           const dir = `${r}/${ref.type}/${ref.version}`;
           let found;
           try {
-            found = await tryLoad(releases, `${dir}/${name}`, (m) => `${dir}/${m.archive.name}`, ref);
+            found = await tryLoad(releases, `${dir}/${name}`, (m) => `${dir}/${storedArchive(m).name}`, ref);
           } catch {
             continue; // not a release folder
           }

@@ -12,12 +12,16 @@ export interface LoadedRelease {
   manifest: ReleaseManifest;
   /** Exact bytes of the release manifest (what digests and signatures cover). */
   text: string;
+  /** Text of the detached signature `release.json.minisig`, when the release is signed (src/trust). */
+  signature?: string | undefined;
 }
 
 export interface LoadedComponent {
   manifest: ComponentManifest;
   /** Exact bytes of the component manifest; its sha256 must equal the release's manifestSha256. */
   text: string;
+  /** Text of `<manifest>.minisig` next to a bare component's manifest, if any (src/trust). */
+  signature?: string | undefined;
 }
 
 export interface ReleaseSource {

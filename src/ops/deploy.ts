@@ -35,6 +35,7 @@ import { activate, openSession, type HookSummary } from '../deploy/session.js';
 import type { LoadedComponent, ReleaseSource } from '../deploy/source.js';
 import { finishHistory, readState, startHistory, type TargetState } from '../deploy/state.js';
 import { resolveTarget } from '../deploy/target.js';
+import { createTrustedSource, type DeployTrustOptions } from '../trust/source.js';
 import { rm } from 'node:fs/promises';
 
 export interface TargetCommandOptions extends CommonOptions {
@@ -60,6 +61,8 @@ export interface DeployOptions extends TargetCommandOptions {
   keep?: number | undefined;
   /** A ReleaseSource of your own (library use); default: the filesystem method. */
   source?: ReleaseSource | undefined;
+  /** Signatures and decryption (src/trust): --require-signature, --trusted-key, --identity, --passphrase-env. */
+  trust?: DeployTrustOptions | undefined;
 }
 
 export interface DeployPlanComponent {
@@ -258,7 +261,16 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
   for (const w of project?.warnings ?? []) o.onWarning?.(w);
   const root = resolveTarget(o.target, o.cwd, project);
   const t = targetPaths(root);
-  const source = makeSource(o, project);
+  // Trust (src/trust/source.ts): the release's signature is checked, and encrypted archives are
+  // decrypted, around whichever source was chosen; refusals happen while planning, before the lock.
+  const source = await createTrustedSource(makeSource(o, project), {
+    ...o.trust,
+    cwd: o.cwd,
+    config: project?.config.trust,
+    configDir: project?.root,
+    tmpDir: t.staging,
+    onLog: o.onLog,
+  });
   const log = o.onLog;
   const keep = o.keep ?? project?.config.defaults?.keep ?? 5;
 

@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -344,7 +344,9 @@ export function openDecryptedArchive(
   let plain: Promise<{ dir: string; source: ArchiveSource }> | undefined;
   const decrypt = (): Promise<{ dir: string; source: ArchiveSource }> =>
     (plain ??= (async () => {
-      const dir = await mkdtemp(join(options.tmpDir ?? tmpdir(), 'deploy-tool-decrypt-'));
+      const base = options.tmpDir ?? tmpdir();
+      await mkdir(base, { recursive: true, mode: 0o700 });
+      const dir = await mkdtemp(join(base, 'deploy-tool-decrypt-'));
       try {
         const file = join(dir, manifest.archive.name);
         await decryptArchive(cipher, manifest, keys, file);

@@ -15,6 +15,10 @@ interface DeployFlags {
   healthCheck?: string;
   keep?: string;
   wait?: boolean;
+  requireSignature?: boolean;
+  trustedKey?: string[];
+  identity?: string[];
+  passphraseEnv?: string;
 }
 
 export const hookPrinter =
@@ -52,6 +56,13 @@ export function registerDeploy(program: Command): void {
     )
     .option('--keep <n>', 'successful releases to keep on the target (default: defaults.keep, else 5)')
     .option('--wait', 'wait for another deploy on the same target to finish instead of failing')
+    .option(
+      '--require-signature',
+      'refuse releases not signed by a trusted key (also: trust.require_signatures)',
+    )
+    .option('--trusted-key <file>', 'public key (.pub) to trust, besides trust.keys (repeatable)', collect)
+    .option('--identity <file>', 'age identity file to decrypt encrypted components (repeatable)', collect)
+    .option('--passphrase-env <var>', 'environment variable holding the passphrase of encrypted components')
     .action(
       action<DeployFlags>(async (opts, ui, common) => {
         const r = await deploy({
@@ -67,6 +78,12 @@ export function registerDeploy(program: Command): void {
           wait: opts.wait ?? false,
           onHookOutput: hookPrinter(ui),
           command: commandLine(),
+          trust: {
+            requireSignature: opts.requireSignature,
+            trustedKeys: opts.trustedKey,
+            identities: opts.identity,
+            passphraseEnv: opts.passphraseEnv,
+          },
         });
         ui.stopProgress();
         ui.json({ ok: true, ...r });
