@@ -11,6 +11,13 @@ import { registerDeploy } from './commands/deploy.js';
 import { registerVersion } from './commands/version.js';
 import { registerVerify } from './commands/verify.js';
 import { registerStatus } from './commands/status.js';
+import { registerServe } from './commands/serve.js';
+import { registerToken } from './commands/token.js';
+import { registerAudit } from './commands/audit.js';
+import { registerStats } from './commands/stats.js';
+import { registerLogin } from './commands/login.js';
+import { registerSearch } from './commands/search.js';
+import { registerInfo } from './commands/info.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -37,6 +44,13 @@ export function buildProgram(): Command {
     registerVersion,
     registerVerify,
     registerStatus,
+    registerServe,
+    registerToken,
+    registerAudit,
+    registerStats,
+    registerLogin,
+    registerSearch,
+    registerInfo,
   ])
     register(program);
   const visit = (cmd: Command): void => {
