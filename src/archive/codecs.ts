@@ -12,9 +12,12 @@ const require = createRequire(import.meta.url);
 
 interface ZstdBinding {
   DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
-}
-interface ZstdModule {
-  compress(data: Uint8Array, params?: { compressionLevel?: number }): Buffer;
+  CCtx: new () => {
+    setParameter(param: number, value: number): void;
+    compress2(dst: Uint8Array, src: Uint8Array): number;
+  };
+  CParameter: { compressionLevel: number };
+  compressBound(size: number): number;
 }
 interface Lz4Module {
   compressFrameSync(data: Buffer): Buffer;
@@ -25,15 +28,29 @@ interface LzmaModule {
   createStream(kind: 'autoDecoder', opts?: Record<string, unknown>): NodeJS.ReadWriteStream;
 }
 
-let zstd: ZstdModule | undefined;
 let zstdBinding: ZstdBinding | undefined;
 let lz4: Lz4Module | undefined;
 let lzma: LzmaModule | undefined;
 
-const loadZstd = (): ZstdModule => (zstd ??= require('zstd-napi') as ZstdModule);
 const loadZstdBinding = (): ZstdBinding => (zstdBinding ??= require('zstd-napi/binding') as ZstdBinding);
 const loadLz4 = (): Lz4Module => (lz4 ??= require('lz4-napi') as Lz4Module);
 const loadLzma = (): LzmaModule => (lzma ??= require('lzma-native') as LzmaModule);
+
+// One compression context per level and one decompression context, per thread (each codec worker
+// has its own module instance): creating a context per frame costs an allocation and a table reset.
+// Compressing with a reused context gives the same bytes as zstd-napi's compress().
+const zstdCCtxs = new Map<number, InstanceType<ZstdBinding['CCtx']>>();
+let zstdDCtx: InstanceType<ZstdBinding['DCtx']> | undefined;
+function zstdCCtx(level: number): InstanceType<ZstdBinding['CCtx']> {
+  let c = zstdCCtxs.get(level);
+  if (!c) {
+    const b = loadZstdBinding();
+    c = new b.CCtx();
+    c.setParameter(b.CParameter.compressionLevel, level);
+    zstdCCtxs.set(level, c);
+  }
+  return c;
+}
 
 export const DEFAULT_LEVELS: Record<Compression, number> = {
   zstd: 3,
@@ -96,16 +113,35 @@ function runCli(cmd: string, args: string[], input: Uint8Array, maxOut: number):
   });
 }
 
-export async function compressFrame(alg: Compression, level: number, data: Buffer): Promise<Buffer> {
+/** lzma-native refuses buffers in shared memory: give it a copy. */
+const inPlainMemory = (b: Buffer): Buffer => (b.buffer instanceof SharedArrayBuffer ? Buffer.from(b) : b);
+
+/**
+ * Compresses one frame. With `out` (for example a view of a SharedArrayBuffer slot), zstd writes the
+ * frame there and returns a view of it, without allocating; other codecs, or an `out` too small for
+ * the worst case, return a new buffer.
+ */
+export async function compressFrame(
+  alg: Compression,
+  level: number,
+  data: Buffer,
+  out?: Buffer,
+): Promise<Buffer> {
   switch (alg) {
-    case 'zstd':
-      return loadZstd().compress(data, { compressionLevel: level });
+    case 'zstd': {
+      const b = loadZstdBinding();
+      const dst =
+        out && out.length >= b.compressBound(data.length)
+          ? out
+          : Buffer.allocUnsafe(b.compressBound(data.length));
+      return dst.subarray(0, zstdCCtx(level).compress2(dst, data));
+    }
     case 'gzip':
       return gzipSync(data, { level });
     case 'lz4':
       return loadLz4().compressFrameSync(data);
     case 'xz':
-      return loadLzma().compress(data, { preset: level });
+      return loadLzma().compress(inPlainMemory(data), { preset: level });
     case 'bzip2':
       return runCli('bzip2', ['-c', `-${level}`], data, Number.MAX_SAFE_INTEGER);
     case 'none':
@@ -143,12 +179,22 @@ function checkSize(out: Buffer, expected: number): Buffer {
   return out;
 }
 
-export async function decompressFrame(alg: Compression, data: Buffer, expected: number): Promise<Buffer> {
+/**
+ * Decompresses one frame into exactly `expected` bytes. With `out` (at least `expected` bytes long),
+ * zstd decompresses into it and returns a view of it; otherwise into a new buffer.
+ */
+export async function decompressFrame(
+  alg: Compression,
+  data: Buffer,
+  expected: number,
+  out?: Buffer,
+): Promise<Buffer> {
   try {
     switch (alg) {
       case 'zstd': {
-        const dst = Buffer.allocUnsafe(expected);
-        const n = new (loadZstdBinding().DCtx)().decompress(dst, data);
+        // The destination is exactly the declared size: a frame that inflates past it fails here.
+        const dst = out && out.length >= expected ? out.subarray(0, expected) : Buffer.allocUnsafe(expected);
+        const n = (zstdDCtx ??= new (loadZstdBinding().DCtx)()).decompress(dst, data);
         return checkSize(dst.subarray(0, n), expected);
       }
       case 'gzip':
@@ -161,7 +207,7 @@ export async function decompressFrame(alg: Compression, data: Buffer, expected: 
       }
       case 'xz':
         return checkSize(
-          await streamCapped(loadLzma().createStream('autoDecoder'), data, expected),
+          await streamCapped(loadLzma().createStream('autoDecoder'), inPlainMemory(data), expected),
           expected,
         );
       case 'bzip2':

@@ -3,14 +3,15 @@
  * main thread reads, hashes and writes. Falls back to in-process work when workers are unavailable
  * (for example when running from TypeScript sources).
  */
+import { createHash, type Hash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { runCodecTask, type CodecResult, type CodecTask } from './codec-task.js';
 
-interface Pending {
-  resolve: (r: CodecResult) => void;
+interface Pending<T = CodecResult> {
+  resolve: (r: T) => void;
   reject: (e: Error) => void;
 }
 
@@ -20,9 +21,19 @@ export interface CodecPool {
   close(): Promise<void>;
 }
 
-export function createCodecPool(size = Math.max(1, availableParallelism())): CodecPool {
-  const workerFile = fileURLToPath(new URL('./codec-worker.js', import.meta.url));
-  if (!existsSync(workerFile)) {
+const workerFile = (): string => fileURLToPath(new URL('./codec-worker.js', import.meta.url));
+
+export interface CodecPoolOptions {
+  /** Start the workers now (they boot while the caller does other work) rather than on first use. */
+  prestart?: boolean;
+}
+
+export function createCodecPool(
+  size = Math.max(1, availableParallelism()),
+  options: CodecPoolOptions = {},
+): CodecPool {
+  const file = workerFile();
+  if (!existsSync(file)) {
     return { run: runCodecTask, size, close: () => Promise.resolve() };
   }
   const workers: { worker: Worker; busy: number }[] = [];
@@ -31,7 +42,7 @@ export function createCodecPool(size = Math.max(1, availableParallelism())): Cod
   let closed = false;
 
   const spawnWorker = (): { worker: Worker; busy: number } => {
-    const worker = new Worker(workerFile);
+    const worker = new Worker(file);
     const slot = { worker, busy: 0 };
     worker.on('message', (msg: { id: number; result: CodecResult }) => {
       slot.busy--;
@@ -49,6 +60,8 @@ export function createCodecPool(size = Math.max(1, availableParallelism())): Cod
     worker.unref();
     return slot;
   };
+
+  if (options.prestart) while (workers.length < size) workers.push(spawnWorker());
 
   return {
     size,
@@ -71,6 +84,75 @@ export function createCodecPool(size = Math.max(1, availableParallelism())): Cod
       closed = true;
       await Promise.all(workers.map((w) => w.worker.terminate()));
       workers.length = 0;
+    },
+  };
+}
+
+/**
+ * sha256 of several byte streams, computed on a thread of its own so that sequential hashes (the
+ * whole tar, the whole archive) overlap with the caller's work. Bytes in a SharedArrayBuffer are
+ * hashed in place; `update` resolves once they are hashed (then the caller may reuse them).
+ * Falls back to hashing in-process when workers are unavailable.
+ */
+export interface StreamHasher {
+  update(stream: number, data: Uint8Array): Promise<void>;
+  /** The hex digest of each stream (streams never updated hash nothing), then the hasher stops. */
+  digest(): Promise<string[]>;
+  /** Stops the hasher (after a failure). */
+  close(): Promise<void>;
+}
+
+export function createStreamHasher(): StreamHasher {
+  const file = workerFile();
+  if (!existsSync(file)) {
+    const hashes: Hash[] = [];
+    return {
+      update(stream, data) {
+        (hashes[stream] ??= createHash('sha256')).update(data);
+        return Promise.resolve();
+      },
+      digest: () => Promise.resolve(Array.from(hashes, (h) => (h ?? createHash('sha256')).digest('hex'))),
+      close: () => Promise.resolve(),
+    };
+  }
+  const worker = new Worker(file);
+  const pending = new Map<number, Pending<{ digests?: string[] }>>();
+  let nextId = 1;
+  let failed: Error | undefined;
+  worker.on('message', (msg: { id: number; digests?: string[] }) => {
+    const p = pending.get(msg.id);
+    pending.delete(msg.id);
+    p?.resolve(msg);
+    if (pending.size === 0) worker.unref();
+  });
+  worker.on('error', (err) => {
+    failed = err;
+    for (const [id, p] of pending) {
+      pending.delete(id);
+      p.reject(err);
+    }
+  });
+  worker.unref();
+  const send = (msg: object): Promise<{ digests?: string[] }> => {
+    if (failed) return Promise.reject(failed);
+    const id = nextId++;
+    worker.ref();
+    return new Promise((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      worker.postMessage({ id, ...msg });
+    });
+  };
+  return {
+    async update(stream, data) {
+      await send({ hash: { stream, data } });
+    },
+    async digest() {
+      const r = await send({ digest: true });
+      await worker.terminate();
+      return r.digests ?? [];
+    },
+    async close() {
+      await worker.terminate();
     },
   };
 }

@@ -4,13 +4,16 @@
  * at least GROUP_MIN), each frame compressed independently by the codec pool, frames concatenated.
  * Every frame is checked by the same TarChecker that deploy uses, and each compressed frame is
  * decompressed again and compared before it is written.
+ *
+ * Speed: this thread reads the files, runs the TarChecker (each file's sha256 and the tar's sha256)
+ * and writes and hashes the compressed frames, while the codec workers compress, round-trip and hash
+ * each frame; frames cross threads in shared memory (see writeArchive).
  */
-import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Compression } from '../core/config.js';
 import { DeployToolError } from '../core/errors.js';
 import type { Entry, Frame } from '../manifest/component.js';
-import type { CodecPool } from './pool.js';
+import { createStreamHasher, type CodecPool } from './pool.js';
 import type { ScannedEntry } from './scan.js';
 import { BLOCK, encodeHeader, roundUp512, TarChecker, TarFormatError } from './tar.js';
 
@@ -127,25 +130,90 @@ async function readExactly(
   }
 }
 
+/** Archive bytes written between two background fdatasyncs (so the final fsync has little left to do). */
+const SYNC_EVERY = 64 * 1024 * 1024;
+
+/** Where one frame lives while it is in flight: its tar bytes and its compressed bytes. */
+interface Slot {
+  input: Buffer;
+  output: Buffer;
+}
+
+interface DoneFrame {
+  data: Uint8Array;
+  sha256: string;
+  tarStart: number;
+  tarSize: number;
+  slot: Slot;
+  /** Resolves when the hasher is done with the slot's tar bytes. */
+  tarHashed: Promise<void>;
+}
+
+const TAR_STREAM = 0;
+const ARCHIVE_STREAM = 1;
+
 export async function writeArchive(options: WriteArchiveOptions): Promise<WrittenArchive> {
   const layout = planLayout(options.entries);
   const total = layout.tarSize;
-  const checker = new TarChecker(layout.entries, layout.tarSize, { checkDigests: false, hashTar: true });
+  // This thread checks the stream and hashes each file (TarChecker); the sha256 of the whole tar and
+  // of the whole archive are computed by a hasher thread, over the same shared bytes.
+  const checker = new TarChecker(layout.entries, layout.tarSize, { checkDigests: false });
   const out = await open(options.outPath, 'wx', 0o644);
-  const archiveHash = createHash('sha256');
+  const hasher = createStreamHasher();
   const frames: Frame[] = [];
   let written = 0;
   const openFiles = new Map<string, FileHandle>();
-  const inflight: Promise<{ data: Uint8Array; sha256: string; tarStart: number; tarSize: number }>[] = [];
-  const depth = Math.max(2, options.pool.size * 2);
+  const inflight: Promise<DoneFrame>[] = [];
+  // Frames in flight: enough for every worker to have one queued while this thread reads, hashes
+  // (each file and the whole tar) and writes the frames before them.
+  const depth = Math.max(3, options.pool.size * 2 + 1);
   let pieceIdx = 0;
+
+  // Frames live in slots of shared memory reused from frame to frame: the workers read the tar bytes
+  // and write the compressed frame in place (no copies between threads, no per-frame allocation or
+  // garbage), and memory stays at depth x 2 x the largest frame whatever the size of the model.
+  const maxFrame = layout.frames.reduce((m, [s, e]) => Math.max(m, e - s), 0);
+  const outCapacity = maxFrame + (maxFrame >> 7) + 65536; // >= zstd's compressBound
+  const free: Slot[] = [];
+  const takeSlot = (): Slot =>
+    free.pop() ?? {
+      input: Buffer.from(new SharedArrayBuffer(maxFrame)),
+      output: Buffer.from(new SharedArrayBuffer(outCapacity)),
+    };
+
+  // Durability without a long stall at the end: the archive is fdatasync'ed in the background every
+  // SYNC_EVERY bytes, so the disk writes while the workers compress, and the final fsync (before the
+  // caller renames the archive into place) only has the tail to write. An error is kept for the end.
+  let syncing: Promise<void> | undefined;
+  let syncedUpTo = 0;
+  let syncError: Error | undefined;
+  const maybeSync = (): void => {
+    if (syncing || written - syncedUpTo < SYNC_EVERY) return;
+    const upTo = written;
+    syncing = out
+      .datasync()
+      .then(
+        () => {
+          syncedUpTo = upTo;
+        },
+        (err: Error) => {
+          syncError ??= err;
+        },
+      )
+      .finally(() => {
+        syncing = undefined;
+      });
+  };
 
   const flushOne = async (): Promise<void> => {
     const next = inflight.shift();
     if (!next) return;
     const r = await next;
+    const hashing = hasher.update(ARCHIVE_STREAM, r.data);
+    hashing.catch(() => undefined);
     await out.write(r.data, 0, r.data.length, written);
-    archiveHash.update(r.data);
+    await hashing;
+    await r.tarHashed;
     frames.push({
       offset: written,
       size: r.data.length,
@@ -154,12 +222,16 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
       sha256: r.sha256,
     });
     written += r.data.length;
+    free.push(r.slot);
+    maybeSync();
     options.onProgress?.(r.tarStart + r.tarSize, total);
   };
 
   try {
     for (const [start, end] of layout.frames) {
-      const buf = Buffer.allocUnsafe(end - start);
+      if (inflight.length >= depth) await flushOne();
+      const slot = takeSlot();
+      const buf = slot.input.subarray(0, end - start);
       // Fill the frame from the pieces that overlap it.
       while (pieceIdx < layout.pieces.length) {
         const p = layout.pieces[pieceIdx];
@@ -198,31 +270,43 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
         if (pEnd <= end) pieceIdx++;
         else break;
       }
-      await checker.push(buf);
       const tarStart = start;
       const tarSize = end - start;
-      inflight.push(
-        options.pool
-          .run({ op: 'compress', alg: options.compression, level: options.level, data: buf, roundTrip: true })
-          .then((r) => {
-            if (!r.ok) {
-              throw new DeployToolError(
-                'ERR_COMPRESSION',
-                `${options.compression} compression failed: ${r.message}`,
-                {
-                  hint: 'Try another --compression, or report this as a bug.',
-                },
-              );
-            }
-            return { data: r.data, sha256: r.sha256, tarStart, tarSize };
-          }),
-      );
+      // The worker compresses the frame, decompresses it again and compares it with these bytes
+      // (the round trip), while the hasher and this thread hash the same bytes: all only read the slot.
+      const tarHashed = hasher.update(TAR_STREAM, buf);
+      tarHashed.catch(() => undefined);
+      const compressed = options.pool
+        .run({
+          op: 'compress',
+          alg: options.compression,
+          level: options.level,
+          data: buf,
+          roundTrip: true,
+          out: slot.output,
+        })
+        .then((r) => {
+          if (!r.ok) {
+            throw new DeployToolError(
+              'ERR_COMPRESSION',
+              `${options.compression} compression failed: ${r.message}`,
+              {
+                hint: 'Try another --compression, or report this as a bug.',
+              },
+            );
+          }
+          return { data: r.data, sha256: r.sha256, tarStart, tarSize, slot, tarHashed };
+        });
       // Awaited in order by flushOne; this keeps a frame that fails early from being an unhandled rejection.
-      inflight[inflight.length - 1]?.catch(() => undefined);
-      if (inflight.length >= depth) await flushOne();
+      compressed.catch(() => undefined);
+      inflight.push(compressed);
+      await checker.push(buf);
     }
     while (inflight.length) await flushOne();
-    const tarSha256 = checker.finish() ?? '';
+    checker.finish();
+    const [tarSha256 = '', archiveSha256 = ''] = await hasher.digest();
+    await syncing;
+    if (syncError) throw syncError;
     await out.sync();
     const entries = layout.entries.map((e) =>
       e.type === 'file' ? { ...e, sha256: checker.digests.get(e.path) ?? '' } : e,
@@ -231,7 +315,7 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
       frames,
       entries,
       size: written,
-      sha256: archiveHash.digest('hex'),
+      sha256: archiveSha256,
       tarSize: layout.tarSize,
       tarSha256,
     };
@@ -241,6 +325,8 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
       throw new Error(`internal: packed stream failed its own check: ${err.message}`, { cause: err });
     throw err;
   } finally {
+    await hasher.close();
+    await syncing;
     await out.close();
     for (const fh of openFiles.values()) await fh.close();
   }
