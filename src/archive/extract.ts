@@ -65,7 +65,10 @@ export function createExtractSink(root: string, options: { durable?: boolean } =
         }
       } catch (err) {
         if (err instanceof DeployToolError) throw err;
-        if ((err as { code?: string }).code === 'EEXIST') throw unsafe(e.path, 'it is listed twice');
+        const code = (err as { code?: string }).code;
+        if (code === 'EEXIST') throw unsafe(e.path, 'it is listed twice');
+        if (code === 'ENAMETOOLONG') throw unsafe(e.path, 'its name is too long for this filesystem');
+        if (code === 'ELOOP' || code === 'ENOTDIR') throw unsafe(e.path, 'its folder is not a folder');
         throw fsError(err, abs, 'create');
       }
     },

@@ -143,6 +143,9 @@ export function checkEntryPath(path: string): string | undefined {
     if (part === '..') return 'contains ".."';
   }
   if (Buffer.byteLength(path) > LIMITS.maxPathBytes) return 'is too long';
+  // Lone surrogates are not Unicode: the filesystem would store U+FFFD, not this name.
+  if (/\p{Cs}/u.test(path)) return 'is not valid Unicode';
+  if (parts.some((p) => Buffer.byteLength(p) > 255)) return 'has a name longer than 255 bytes';
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(path)) return 'contains a control character';
   return undefined;

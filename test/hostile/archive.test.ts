@@ -1,0 +1,532 @@
+/* eslint-disable @typescript-eslint/no-unsafe-return -- hostile, deliberately untyped JSON */
+/**
+ * Hostile archives and manifests, deployed in process over a target that holds a good release:
+ * each is refused with a specific code, nothing is written outside the target's staging area
+ * (which is emptied), and the good release stays current and verifies.
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deploy } from '../../src/ops/deploy.js';
+import { cleanupTempDirs, tempDir } from '../helpers/cli.js';
+import {
+  craft,
+  expectRefused,
+  makeArena,
+  sha,
+  writeRelease,
+  type Arena,
+  type CraftOptions,
+  type Ent,
+  type ReleaseTamper,
+} from './lib.js';
+
+afterAll(cleanupTempDirs);
+
+let a: Arena;
+beforeAll(async () => {
+  a = await makeArena(await tempDir('hostile-archive-'));
+});
+
+interface Case {
+  name: string;
+  entries: Ent[];
+  code: string | RegExp;
+  message?: RegExp;
+  opts?: CraftOptions;
+  release?: ReleaseTamper;
+  /** Second component in the same release. */
+  also?: { type: string; entries: Ent[] };
+}
+
+const outside = (): string => join(a.base, 'evil');
+
+const cases: Case[] = [
+  // paths
+  {
+    name: 'manifest path with ..',
+    entries: [{ path: '../evil', data: 'x' }],
+    code: 'ERR_MANIFEST_INVALID',
+    message: /"\.\."/,
+  },
+  {
+    name: 'tar path with .. (index says evil)',
+    entries: [{ path: 'evil', data: 'x', tarPath: '../evil' }],
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  {
+    name: 'manifest absolute path',
+    entries: [{ path: '/tmp/evil', data: 'x' }],
+    code: 'ERR_MANIFEST_INVALID',
+    message: /absolute/,
+  },
+  {
+    name: 'tar absolute path',
+    entries: [{ path: 'evil', data: 'x', tarPath: '/tmp/evil' }],
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  {
+    name: 'NUL in a manifest path',
+    entries: [{ path: 'a\u0000b', data: 'x' }],
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  { name: 'backslash path', entries: [{ path: '..\\evil', data: 'x' }], code: 'ERR_MANIFEST_INVALID' },
+  {
+    name: 'control character in a name',
+    entries: [{ path: 'a\u001b[31m', data: 'x' }],
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  {
+    name: 'lone surrogate (not Unicode) in a name',
+    entries: [{ path: 'a\ud800', data: 'x' }],
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  {
+    name: 'non-UTF-8 bytes in a tar name',
+    entries: [
+      {
+        path: 'caf\u00e9',
+        data: 'x',
+        rawHeader: (h) => {
+          h[3] = 0xe9;
+          h[4] = 0;
+          return fixCksum(h);
+        },
+      },
+    ],
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  {
+    name: 'overlong path (> 4096 bytes)',
+    entries: [{ path: 'a'.repeat(5000), data: 'x', pax: true }],
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  {
+    name: 'overlong name segment (> 255 bytes)',
+    entries: [{ path: 'n'.repeat(300), data: 'x', pax: true }],
+    code: 'ERR_MANIFEST_INVALID',
+    message: /255 bytes/,
+  },
+  // symlinks and links
+  {
+    name: 'symlink leading outside (relative)',
+    entries: [{ path: 'link', type: 'symlink', target: '../../../evil' }],
+    code: 'ERR_ARCHIVE_UNSAFE',
+  },
+  {
+    name: 'symlink leading outside (absolute)',
+    entries: [{ path: 'link', type: 'symlink', target: '/etc' }],
+    code: 'ERR_ARCHIVE_UNSAFE',
+  },
+  {
+    name: 'path through a symlink planted earlier',
+    entries: [
+      { path: 'd', type: 'directory' },
+      { path: 'link', type: 'symlink', target: 'd' },
+      { path: 'link/evil', data: 'x' },
+    ],
+    code: /ERR_MANIFEST_INVALID|ERR_ARCHIVE_UNSAFE/,
+  },
+  {
+    name: 'symlink then a folder through it (tar only)',
+    entries: [
+      { path: 'link', type: 'symlink', target: '.' },
+      { path: 'x', data: 'x', tarPath: 'link/x' },
+    ],
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  {
+    name: 'hard link to /etc/passwd',
+    entries: [{ path: 'hard', data: '', tarType: 'Link', tarLinkpath: '/etc/passwd' }],
+    code: 'ERR_INDEX_MISMATCH',
+    message: /unsupported type/,
+  },
+  // special files and modes
+  {
+    name: 'character device',
+    entries: [{ path: 'dev', data: '', tarType: 'CharacterDevice' }],
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  { name: 'fifo', entries: [{ path: 'fifo', data: '', tarType: 'FIFO' }], code: 'ERR_INDEX_MISMATCH' },
+  {
+    name: 'contiguous file (type 7)',
+    entries: [{ path: 'c', data: 'x', tarType: 'ContiguousFile' }],
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  {
+    name: 'GNU long name header (type L)',
+    entries: [
+      {
+        path: 'g',
+        data: '',
+        rawHeader: (h) => {
+          h[156] = 0x4c;
+          return fixCksum(h);
+        },
+      },
+    ],
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  {
+    name: 'sparse file (type S)',
+    entries: [
+      {
+        path: 's',
+        data: '',
+        rawHeader: (h) => {
+          h[156] = 0x53;
+          return fixCksum(h);
+        },
+      },
+    ],
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  {
+    name: 'bad tar header checksum',
+    entries: [
+      {
+        path: 'c',
+        data: 'x',
+        rawHeader: (h) => {
+          h[0]! ^= 0x20;
+          return h;
+        },
+      },
+    ],
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  {
+    name: 'global PAX header',
+    entries: [{ path: 'g', data: '', tarType: 'GlobalExtendedHeader' }],
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  {
+    name: 'setgid bit in the manifest',
+    entries: [{ path: 'sg', data: 'x', mode: '2755' }],
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  {
+    name: 'setuid bit in the tar only',
+    entries: [{ path: 'su', data: 'x', mode: '0755', tarMode: 0o4755 }],
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  // duplicates and collisions
+  {
+    name: 'duplicate entries',
+    entries: [
+      { path: 'dup', data: 'one' },
+      { path: 'dup', data: 'two' },
+    ],
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  {
+    name: 'names that differ only by case',
+    entries: [
+      { path: 'README', data: 'a' },
+      { path: 'readme', data: 'b' },
+    ],
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  {
+    name: 'names that differ only by Unicode normalization',
+    entries: [
+      { path: 'caf\u00e9', data: 'a' },
+      { path: 'cafe\u0301', data: 'b' },
+    ],
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  // sizes, digests, truncation, trailing data
+  {
+    name: 'truncated archive',
+    entries: [{ path: 'f', data: 'x'.repeat(2000) }],
+    opts: { mutateArchive: (b) => b.subarray(0, b.length - 700) },
+    code: 'ERR_ARCHIVE_CORRUPT',
+    message: /truncated|bytes/,
+  },
+  {
+    name: 'trailing garbage after the archive',
+    entries: [{ path: 'f', data: 'x' }],
+    opts: { mutateArchive: (b) => Buffer.concat([b, Buffer.from('garbage')]) },
+    code: 'ERR_ARCHIVE_CORRUPT',
+  },
+  {
+    name: 'trailing garbage inside the tar (declared)',
+    entries: [{ path: 'f', data: 'x' }],
+    opts: { tarTrailer: Buffer.concat([Buffer.from('junk'), Buffer.alloc(508)]) },
+    code: 'ERR_INDEX_MISMATCH',
+    message: /unexpected data/,
+  },
+  {
+    name: 'one flipped archive byte',
+    entries: [{ path: 'f', data: 'hello' }],
+    opts: {
+      mutateArchive: (b) => {
+        b[600]! ^= 1;
+        return b;
+      },
+    },
+    code: 'ERR_ARCHIVE_CORRUPT',
+  },
+  {
+    name: 'decompression bomb (inflates past the declared size)',
+    entries: [{ path: 'f', data: 'x' }],
+    opts: {
+      compression: 'gzip',
+      tarTrailer: Buffer.alloc(1024 * 1024),
+      declaredTarSize: (n) => n - 1024 * 1024,
+    },
+    code: 'ERR_ARCHIVE_UNSAFE',
+    message: /declared/,
+  },
+  {
+    name: 'file sha256 wrong in the manifest',
+    entries: [{ path: 'f', data: 'hello' }],
+    opts: {
+      tamper: (m) => {
+        m.files[0].sha256 = sha('other');
+      },
+    },
+    code: 'ERR_INDEX_MISMATCH',
+    message: /sha256/,
+  },
+  {
+    name: 'file size wrong in the manifest',
+    entries: [{ path: 'f', data: 'hello' }],
+    opts: {
+      tamper: (m) => {
+        m.files[0].size = 4;
+        m.summary.totalSize = 4;
+      },
+    },
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  {
+    name: 'tar holds more bytes than declared for a file',
+    entries: [{ path: 'f', data: 'small', tarData: 'much bigger than declared' }],
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  {
+    name: 'file listed but missing from the tar',
+    entries: [
+      { path: 'a', data: 'x' },
+      { path: 'b', data: 'y', notInTar: true },
+    ],
+    code: /ERR_INDEX_MISMATCH|ERR_MANIFEST_INVALID/,
+  },
+  {
+    name: 'tar entry missing from the manifest',
+    entries: [
+      { path: 'a', data: 'x' },
+      { tarPath: 'hidden', data: 'y' },
+    ],
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  {
+    name: 'index entry whose bytes belong to another file',
+    entries: [
+      { path: 'a', data: 'AAAA' },
+      { path: 'b', data: 'BBBB' },
+    ],
+    opts: {
+      tamper: (m) => {
+        [m.files[0].sha256, m.files[1].sha256] = [m.files[1].sha256, m.files[0].sha256];
+      },
+    },
+    code: 'ERR_INDEX_MISMATCH',
+  },
+  {
+    name: 'index offset pointing into another entry',
+    entries: [
+      { path: 'a', data: 'AAAA' },
+      { path: 'b', data: 'BBBB' },
+    ],
+    opts: {
+      tamper: (m) => {
+        m.files[1].offset = m.files[0].offset;
+        m.files[1].header = m.files[0].header;
+      },
+    },
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  // frames
+  {
+    name: 'frame index with a gap',
+    entries: [{ path: 'f', data: 'x' }],
+    opts: {
+      tamper: (m) => {
+        m.frames[0].offset = 10;
+      },
+    },
+    code: 'ERR_MANIFEST_INVALID',
+    message: /gap or overlap/,
+  },
+  {
+    name: 'frame index past the end',
+    entries: [{ path: 'f', data: 'x' }],
+    opts: {
+      tamper: (m) => {
+        m.frames.push({ ...m.frames[0], offset: m.archive.size, tarOffset: m.archive.tarSize });
+      },
+    },
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  {
+    name: 'overlapping frames',
+    entries: [{ path: 'f', data: 'x' }],
+    opts: {
+      tamper: (m) => {
+        const f = m.frames[0];
+        m.frames = [
+          { ...f, size: f.size - 100, tarSize: f.tarSize },
+          { ...f, offset: f.size - 200, size: 200, tarOffset: f.tarSize, tarSize: 512 },
+        ];
+      },
+    },
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  // manifest fields
+  {
+    name: 'unknown component schemaVersion',
+    entries: [{ path: 'f', data: 'x' }],
+    opts: {
+      tamper: (m) => {
+        m.schemaVersion = 99;
+      },
+    },
+    code: 'ERR_MANIFEST_INVALID',
+    message: /schemaVersion 99/,
+  },
+  {
+    name: 'huge numbers',
+    entries: [{ path: 'f', data: 'x' }],
+    opts: {
+      tamper: (m) => {
+        m.files[0].size = 1e300;
+      },
+    },
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  {
+    name: 'archive name escaping the folder',
+    entries: [{ path: 'f', data: 'x' }],
+    opts: {
+      tamper: (m) => {
+        m.archive.name = '../../evil.tar';
+      },
+    },
+    code: 'ERR_MANIFEST_INVALID',
+    message: /plain file name|"\.\."/,
+  },
+  // releases
+  {
+    name: 'release names a component twice',
+    entries: [{ path: 'f', data: 'x' }],
+    release: { release: (r) => r.components.push({ ...r.components[0] }) },
+    code: 'ERR_MANIFEST_INVALID',
+    message: /twice/,
+  },
+  {
+    name: 'release manifestSha256 disagrees',
+    entries: [{ path: 'f', data: 'x' }],
+    release: {
+      release: (r) => {
+        r.components[0].manifestSha256 = sha('x');
+      },
+    },
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  {
+    name: 'release archive sha256 disagrees with the manifest',
+    entries: [{ path: 'f', data: 'x' }],
+    release: {
+      release: (r) => {
+        r.components[0].archiveSha256 = sha('x');
+      },
+    },
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  {
+    name: 'release names another release',
+    entries: [{ path: 'f', data: 'x' }],
+    release: {
+      release: (r) => {
+        r.release = 'good';
+      },
+    },
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  {
+    name: 'release component type with a slash',
+    entries: [{ path: 'f', data: 'x' }],
+    release: {
+      release: (r) => {
+        r.components[0].type = 'model/../x';
+      },
+    },
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  {
+    name: 'release manifest path with ..',
+    entries: [{ path: 'f', data: 'x' }],
+    release: {
+      release: (r) => {
+        r.components[0].manifest = '../../evil.json';
+      },
+    },
+    code: 'ERR_MANIFEST_INVALID',
+  },
+  {
+    name: 'release.json is not JSON',
+    entries: [{ path: 'f', data: 'x' }],
+    release: { releaseText: (t) => t.slice(0, 40) },
+    code: 'ERR_MANIFEST_INVALID',
+    message: /not valid JSON/,
+  },
+  {
+    name: 'unknown release schemaVersion',
+    entries: [{ path: 'f', data: 'x' }],
+    release: {
+      release: (r) => {
+        r.schemaVersion = 2;
+      },
+    },
+    code: 'ERR_MANIFEST_INVALID',
+    message: /schemaVersion 2/,
+  },
+  // a bad component next to a good one: the good one must not be left behind either
+  {
+    name: 'second component hostile',
+    entries: [{ path: 'f', data: 'fine' }],
+    also: { type: 'config', entries: [{ path: 'x', data: 'x', tarPath: '../../x' }] },
+    code: 'ERR_INDEX_MISMATCH',
+  },
+];
+
+/** Recomputes a ustar header checksum after raw edits. */
+function fixCksum(h: Buffer): Buffer {
+  h.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return h;
+}
+
+describe('hostile archives, manifests and releases', () => {
+  it('has at least 40 cases', () => {
+    expect(cases.length).toBeGreaterThanOrEqual(40);
+  });
+  for (const [i, c] of cases.entries()) {
+    it(`${i + 1}: ${c.name}`, async () => {
+      const release = `bad-${i + 1}`;
+      const comps = [await craft('model', `6.6.${i}`, c.entries, c.opts)];
+      if (c.also) comps.push(await craft(c.also.type, '1.0.0', c.also.entries));
+      await writeRelease(a.releases, release, comps, c.release);
+      await expectRefused(
+        a,
+        c.code,
+        () => deploy({ cwd: a.base, release, target: a.target, releasesDir: a.releases }),
+        c.message,
+      );
+      expect(outside()).toBeTruthy();
+    });
+  }
+});
