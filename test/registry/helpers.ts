@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { startServer, type RunningServer, type ServeOptions } from '../../src/registry/server/serve.js';
-import { makeProject, REPO, runCli, tempDir } from '../helpers/cli.js';
+import { makeProject, REPO, runCli, tempDir, type Tree } from '../helpers/cli.js';
 
 const exec = promisify(execFile);
 
@@ -154,8 +154,9 @@ export interface PackedComponent {
 /** A project with components packed by the real CLI. */
 export async function packedProject(
   versions: [string, string, string][] = [['./models', 'model', '1.0.0']],
+  extra: Tree = {},
 ): Promise<{ dir: string; components: PackedComponent[] }> {
-  const dir = await makeProject();
+  const dir = await makeProject(extra);
   const components: PackedComponent[] = [];
   for (const [path, type, version] of versions) {
     const r = await runCli(['pack', path, '--auto', '--type', type, '--version', version], { cwd: dir });

@@ -331,22 +331,23 @@ export function createRegistry(options: RegistryOptions): Registry {
         'www-authenticate': 'Bearer realm="deploy-tool"',
       });
     }
-    const blocked = limiter.blockedFor(address);
-    if (blocked > 0) {
-      metrics.authFailure('blocked');
-      throw new HttpError(
-        'ERR_TOO_MANY_FAILURES',
-        'too many failed authentications from this address; try later',
-        {
-          'retry-after': String(blocked),
-        },
-      );
-    }
     const check = await checkToken(repo, bearer, now());
     if (!check.ok) {
       metrics.authFailure(check.reason);
-      const delay = limiter.fail(address);
       log(`auth failure from ${address}: ${check.reason}`);
+      // A valid token always works; failures from an address that keeps failing are refused
+      // outright for a while, and before that each one is answered more slowly.
+      const blocked = limiter.blockedFor(address);
+      if (blocked > 0) {
+        throw new HttpError(
+          'ERR_TOO_MANY_FAILURES',
+          'too many failed authentications from this address; try later',
+          {
+            'retry-after': String(blocked),
+          },
+        );
+      }
+      const delay = limiter.fail(address);
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
       if (res.destroyed) return undefined;
       throw new HttpError(
@@ -445,8 +446,15 @@ export function createRegistry(options: RegistryOptions): Registry {
     dispatch(req, res, state, address).catch((err: unknown) => {
       const e = errorBody(err);
       if (e.status >= 500) {
+        // Unexpected errors get their stack in the server log (never in the response);
+        // expected ones (store or database unavailable) one line with the cause.
         const cause = err instanceof UnavailableError ? err.cause : err;
-        const text = cause instanceof Error ? (cause.stack ?? cause.message) : String(cause);
+        const text =
+          err instanceof HttpError
+            ? `${err.message}${cause instanceof Error && cause !== err ? ` (${cause.message})` : ''}`
+            : cause instanceof Error
+              ? (cause.stack ?? cause.message)
+              : String(cause);
         log(`error ${e.code} on ${req.method ?? '-'} ${(req.url ?? '').split('?')[0] ?? ''}: ${text}`);
       }
       if (res.headersSent || res.destroyed) {

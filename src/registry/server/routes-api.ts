@@ -265,15 +265,20 @@ export const apiRoutes: Route[] = [
       const refs = await app.repo.blobNamespaces(sha);
       const readable = refs.filter((r) => can(ctx.principal, 'read', r.namespace));
       if (readable.length === 0) {
-        if (refs.length > 0 && !(await app.authorize(ctx, 'write', 'any'))) {
-          app.metrics.authFailure('forbidden');
-          throw new HttpError(
-            'ERR_FORBIDDEN',
-            'this token may not read the namespaces that hold this content',
-          );
+        // Whoever holds the bytes knows their sha256: publishers may check existence (HEAD) of
+        // any content, to skip uploads. Reading content needs a namespace that holds it, except
+        // for content not yet part of any component (visible to publishers, who upload it).
+        const publisher = await app.authorize(ctx, 'write', 'any');
+        if (!(ctx.method === 'HEAD' && publisher)) {
+          if (refs.length > 0) {
+            app.metrics.authFailure('forbidden');
+            throw new HttpError(
+              'ERR_FORBIDDEN',
+              'this token may not read the namespaces that hold this content',
+            );
+          }
+          if (!publisher) throw new HttpError('ERR_NOT_FOUND', `no content with sha256 ${sha}`);
         }
-        if (refs.length === 0 && !(await app.authorize(ctx, 'write', 'any')))
-          throw new HttpError('ERR_NOT_FOUND', `no content with sha256 ${sha}`);
       }
       const archive = readable.find((r) => r.isArchive);
       await serveBlob(ctx, app, sha, { attribution: archive });

@@ -210,16 +210,19 @@ ${failed ? '<div class="error" role="alert">That token is not valid, has expired
       const form = await readForm(ctx);
       const token = (form.get('token') ?? '').trim();
       const next = safeNext(form.get('next'));
-      const blocked = app.limiter.blockedFor(ctx.address);
-      if (blocked > 0) {
-        app.metrics.authFailure('blocked');
-        throw new HttpError('ERR_TOO_MANY_FAILURES', 'too many failed logins from this address; try later', {
-          'retry-after': String(blocked),
-        });
-      }
       const check = await checkToken(app.repo, token, app.now());
       if (!check.ok) {
         app.metrics.authFailure(check.reason);
+        const blocked = app.limiter.blockedFor(ctx.address);
+        if (blocked > 0) {
+          throw new HttpError(
+            'ERR_TOO_MANY_FAILURES',
+            'too many failed logins from this address; try later',
+            {
+              'retry-after': String(blocked),
+            },
+          );
+        }
         const delay = app.limiter.fail(ctx.address);
         if (delay > 0) await new Promise((r) => setTimeout(r, delay));
         redirect(ctx, `/login?failed=1&next=${encodeURIComponent(next)}`);

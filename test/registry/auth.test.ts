@@ -1,0 +1,195 @@
+/**
+ * The whole access matrix, generated from the route table (a new route is covered automatically):
+ * every endpoint x {no token, bad token, revoked token, reader/publisher/admin of another
+ * namespace, reader/publisher/admin of the namespace}. Plus anonymous read, and the slow-down of
+ * repeated failures from one address.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Route } from '../../src/registry/server/app.js';
+import { apiRoutes } from '../../src/registry/server/routes-api.js';
+import { uiRoutes } from '../../src/registry/server/routes-ui.js';
+import { cleanupTempDirs } from '../helpers/cli.js';
+import {
+  apiPublishComponent,
+  BOOTSTRAP,
+  createToken,
+  jsonHeaders,
+  packedProject,
+  releaseManifest,
+  request,
+  startRegistry,
+  type PackedComponent,
+} from './helpers.js';
+
+const NS = 'test-project';
+let srv: Awaited<ReturnType<typeof startRegistry>>;
+let base: string;
+let comp: PackedComponent;
+const tokens: Record<string, string> = {};
+
+const ACTION_RANK = { read: 1, write: 2, admin: 3 } as const;
+const ROLE_RANK = { reader: 1, publisher: 2, admin: 3 } as const;
+
+function concretePath(route: Route): string {
+  const values: Record<string, string> = {
+    ns: NS,
+    type: 'model',
+    version: '1.0.0',
+    release: '2024.01.20',
+    name: 'latest',
+    sha: comp.archiveSha256,
+    id: '0123456789abcdef',
+  };
+  return route.path.replace(/:([a-z]+)/g, (_m, k: string) => values[k] ?? k);
+}
+
+beforeAll(async () => {
+  comp = (await packedProject())[`components`][0]!;
+  srv = await startRegistry({ limiter: { baseDelayMs: 1, maxDelayMs: 2, blockAfter: 1_000_000 } });
+  base = srv.url;
+  expect((await apiPublishComponent(base, BOOTSTRAP, NS, comp)).status).toBe(201);
+  const rel = await request(base, 'PUT', `/api/v1/namespaces/${NS}/releases/2024.01.20`, {
+    token: BOOTSTRAP,
+    headers: jsonHeaders,
+    body: releaseManifest('2024.01.20', [comp]),
+  });
+  expect(rel.status).toBe(201);
+  for (const role of ['reader', 'publisher', 'admin'] as const) {
+    tokens[`${role}-own`] = (await createToken(base, BOOTSTRAP, role, [NS])).token;
+    tokens[`${role}-other`] = (await createToken(base, BOOTSTRAP, role, ['another-project'])).token;
+  }
+  const revoked = await createToken(base, BOOTSTRAP, 'admin', ['*']);
+  await request(base, 'DELETE', `/api/v1/tokens/${revoked.id}`, { token: BOOTSTRAP });
+  tokens.revoked = revoked.token;
+  tokens.bad = 'dtr_not-a-real-token-at-all-0000000000';
+});
+afterAll(async () => {
+  await srv?.close();
+  await cleanupTempDirs();
+});
+
+const routes = [...apiRoutes, ...uiRoutes].filter((r) => r.need.kind !== 'public');
+
+describe('access matrix', () => {
+  it.each(routes.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', async (_label, route) => {
+    const path = concretePath(route);
+    const body = route.method === 'GET' || route.method === 'DELETE' ? undefined : '{}';
+    const headers = body ? jsonHeaders : {};
+    const call = (token?: string) =>
+      request(base, route.method, path, { token, headers, ...(body ? { body } : {}) });
+    const denied = async (token: string | undefined, expected: number): Promise<void> => {
+      const r = await call(token);
+      if (route.ui && expected === 401) {
+        expect(r.status, `${route.method} ${path} without a valid token`).toBe(303);
+        expect(r.headers.location).toMatch(/^\/login/);
+      } else {
+        expect(r.status, `${route.method} ${path} token=${token ?? 'none'}`).toBe(expected);
+      }
+    };
+    await denied(undefined, 401);
+    await denied(tokens.bad, 401);
+    await denied(tokens.revoked, 401);
+    if (route.need.kind !== 'action') return;
+    const need = route.need;
+    for (const role of ['reader', 'publisher', 'admin'] as const) {
+      for (const scope of ['own', 'other'] as const) {
+        const token = tokens[`${role}-${scope}`]!;
+        const roleOk = ROLE_RANK[role] >= ACTION_RANK[need.action];
+        // Content is read through a namespace that holds it, even though the route is global.
+        const contentRead = route.path === '/api/v1/blobs/:sha' && route.method === 'GET';
+        const scopeOk = scope === 'own' || (need.ns === 'any' && !contentRead);
+        const r = await call(token);
+        if (roleOk && scopeOk) {
+          expect(
+            [401, 403],
+            `${route.method} ${path} as ${role}-${scope} should be allowed (got ${r.status} ${r.text})`,
+          ).not.toContain(r.status);
+        } else {
+          expect(r.status, `${route.method} ${path} as ${role}-${scope}`).toBe(403);
+        }
+        if (!route.ui) expect(r.status).toBeLessThan(500);
+      }
+    }
+  });
+
+  it('/metrics needs a token that may read every namespace', async () => {
+    expect((await request(base, 'GET', '/metrics')).status).toBe(401);
+    expect((await request(base, 'GET', '/metrics', { token: tokens['admin-own'] })).status).toBe(403);
+    expect((await request(base, 'GET', '/metrics', { token: BOOTSTRAP })).status).toBe(200);
+  });
+
+  it('content is readable only through a namespace that holds it', async () => {
+    const path = `/api/v1/blobs/${comp.archiveSha256}`;
+    expect((await request(base, 'GET', path, { token: tokens['reader-own'] })).status).toBe(200);
+    expect((await request(base, 'GET', path, { token: tokens['reader-other'] })).status).toBe(403);
+    expect((await request(base, 'GET', path, { token: tokens['publisher-other'] })).status).toBe(403);
+    // Publishers may check that content exists (to skip uploading it again).
+    expect((await request(base, 'HEAD', path, { token: tokens['publisher-other'] })).status).toBe(200);
+    expect((await request(base, 'HEAD', path, { token: tokens['reader-other'] })).status).toBe(403);
+    const search = await request(base, 'GET', '/api/v1/search?q=model', { token: tokens['reader-other'] });
+    expect(search.json.components).toEqual([]);
+  });
+
+  it('health endpoints are public', async () => {
+    expect((await request(base, 'GET', '/healthz')).status).toBe(200);
+    expect((await request(base, 'GET', '/readyz')).status).toBe(200);
+  });
+});
+
+describe('anonymous read', () => {
+  it('is off by default, and when on allows reading only', async () => {
+    expect((await request(base, 'GET', '/api/v1/search')).status).toBe(401);
+    const open = await startRegistry({ allowAnonymousRead: true });
+    try {
+      expect((await apiPublishComponent(open.url, BOOTSTRAP, NS, comp)).status).toBe(201);
+      const s = await request(open.url, 'GET', '/api/v1/search?q=model');
+      expect(s.status).toBe(200);
+      expect(s.json.components).toHaveLength(1);
+      const blob = await request(open.url, 'GET', `/api/v1/blobs/${comp.archiveSha256}`);
+      expect(blob.status).toBe(200);
+      expect(blob.headers['cache-control']).toBe('public, max-age=31536000, immutable');
+      expect((await request(open.url, 'PUT', `/api/v1/blobs/${'0'.repeat(64)}`, { body: 'x' })).status).toBe(
+        401,
+      );
+      expect((await request(open.url, 'GET', '/api/v1/tokens')).status).toBe(401);
+      expect((await request(open.url, 'GET', '/')).status).toBe(200);
+    } finally {
+      await open.close();
+    }
+  });
+});
+
+describe('repeated failures from one address', () => {
+  it('are slowed down, then refused for a while; valid tokens keep working', async () => {
+    const s = await startRegistry({
+      limiter: { threshold: 3, baseDelayMs: 150, maxDelayMs: 600, blockAfter: 6 },
+    });
+    try {
+      const times: number[] = [];
+      const statuses: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        const t0 = performance.now();
+        const r = await request(s.url, 'GET', '/api/v1/whoami', {
+          token: `dtr_wrong-guess-number-${i}-000000000`,
+        });
+        times.push(performance.now() - t0);
+        statuses.push(r.status);
+      }
+      expect(statuses.slice(0, 6)).toEqual([401, 401, 401, 401, 401, 401]);
+      expect(statuses.slice(6)).toEqual([429, 429]);
+      expect(Math.max(...times.slice(0, 3))).toBeLessThan(120);
+      expect(times[3]).toBeGreaterThanOrEqual(140);
+      expect(times[5]).toBeGreaterThanOrEqual(550);
+      const blocked = await request(s.url, 'GET', '/api/v1/whoami', {
+        token: 'dtr_wrong-again-000000000000000',
+      });
+      expect(blocked.headers['retry-after']).toBeDefined();
+      expect(blocked.json.code).toBe('ERR_TOO_MANY_FAILURES');
+      expect((await request(s.url, 'GET', '/api/v1/whoami', { token: BOOTSTRAP })).status).toBe(200);
+      const m = await request(s.url, 'GET', '/metrics', { token: BOOTSTRAP });
+      expect(m.text).toMatch(/deploy_tool_registry_auth_failures_total\{reason="unknown"\} \d+/);
+    } finally {
+      await s.close();
+    }
+  });
+});
