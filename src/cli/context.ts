@@ -9,6 +9,10 @@ export function action<O>(
   return async (...args: unknown[]): Promise<void> => {
     const cmd = args[args.length - 1] as Command;
     const opts = cmd.optsWithGlobals<O & GlobalFlags>();
+    // Flags given to the command itself win: optsWithGlobals lets the program's defaults (color: true,
+    // from --no-color) hide them, which made `pack ... --no-color` still print colors.
+    for (const [k, v] of Object.entries(cmd.opts()))
+      if (cmd.getOptionValueSource(k) !== 'default') (opts as Record<string, unknown>)[k] = v;
     const ui = createUi(opts);
     const common: CommonOptions = {
       cwd: process.cwd(),

@@ -194,7 +194,8 @@ describe('writeArchive and readArchive', () => {
     const { manifest, path } = await packTo('zstd', 'frame-sha');
     const data = await readFile(path);
     const f = manifest.frames[1]!;
-    data[f.offset + Math.floor(f.size / 2)] ^= 0xff;
+    const at = f.offset + Math.floor(f.size / 2);
+    data[at] = (data[at] ?? 0) ^ 0xff;
     await writeFile(path, data);
     const source = await openLocalArchive(path);
     try {
