@@ -1,0 +1,228 @@
+/**
+ * The registry end to end, as a user runs it: `deploy-tool serve` (the built CLI) with a
+ * bootstrap token file, `login` (token in a user-only file), `token create|list|revoke`,
+ * publishing through the registry client, `search`, `info`, a deploy through the registry
+ * ReleaseSource (verified, range reads), `stats`, `audit`, and the registry Store driver.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRegistryReleaseSource } from '../../src/deploy/sources/registry.js';
+import { deploy } from '../../src/ops/deploy.js';
+import { publishToRegistry } from '../../src/registry/publish.js';
+import { createRegistryStore } from '../../src/store/drivers/registry.js';
+import { CLI, cleanupTempDirs, makeProject, noise, runCli, runJson, tempDir } from '../helpers/cli.js';
+
+const BOOT = 'dtr_e2e-bootstrap-0123456789abcdef0123';
+let server: ChildProcess | undefined;
+let url = '';
+let home = '';
+let serverErr = '';
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  const data = await tempDir('serve-');
+  home = await tempDir('home-');
+  await writeFile(join(data, 'boot'), `${BOOT}\n`);
+  env = { DEPLOY_TOOL_CREDENTIALS: join(home, 'credentials.json'), DEPLOY_TOOL_TOKEN: '' };
+  server = spawn(
+    process.execPath,
+    [CLI, 'serve', '--data', data, '--port', '0', '--bootstrap-token-file', 'boot'],
+    {
+      cwd: data,
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  server.stderr?.on('data', (c: Buffer) => (serverErr += c.toString()));
+  url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`serve did not start: ${out} ${serverErr}`)), 20_000);
+    server?.stdout?.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+  });
+});
+afterAll(async () => {
+  if (server && server.exitCode === null) {
+    const done = new Promise((r) => server?.once('exit', r));
+    server.kill('SIGTERM');
+    await done;
+  }
+  await cleanupTempDirs();
+});
+
+describe('registry CLI', () => {
+  let publisher = '';
+  let project = '';
+
+  it('logs in with the bootstrap token; the token file is user-only', async () => {
+    const r = await runCli(['login', url, '--token-stdin'], { cwd: home, env, input: `${BOOT}\n` });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('Logged in');
+    expect(r.stdout).not.toContain(BOOT);
+    const st = await stat(join(home, 'credentials.json'));
+    expect(st.mode & 0o777).toBe(0o600);
+    const bad = await runCli(['login', url, '--token-stdin'], {
+      cwd: home,
+      env,
+      input: 'dtr_wrong-token-000000000000000\n',
+    });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('ERR_REGISTRY_AUTH');
+  });
+
+  it('creates, lists and revokes tokens', async () => {
+    const c = await runJson<{ ok: boolean; token: string; id: string }>(
+      ['token', 'create', '--name', 'ci', '--role', 'publisher', '--namespace', 'test-project'],
+      { cwd: home, env },
+    );
+    expect(c.code).toBe(0);
+    expect(c.json.token).toMatch(/^dtr_/);
+    publisher = c.json.token;
+    const human = await runCli(
+      ['token', 'create', '--name', 'temp', '--role', 'reader', '--expires-in-days', '1'],
+      {
+        cwd: home,
+        env,
+      },
+    );
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/dtr_\S{20,}/);
+    const list = await runCli(['token', 'list'], { cwd: home, env });
+    expect(list.stdout).toMatch(/ci\s+publisher\s+test-project/);
+    expect(list.stdout).not.toContain(publisher);
+    const rv = await runCli(['token', 'revoke', 'temp'], { cwd: home, env });
+    expect(rv.code).toBe(0);
+    expect((await runCli(['token', 'list'], { cwd: home, env })).stdout).toMatch(/temp\s+reader.*revoked/);
+  });
+
+  it('publishes through the registry, then finds it with search and info', async () => {
+    project = await makeProject({ 'models/extra.bin': noise(200_000, 3) });
+    for (const [p, t, v] of [
+      ['./models', 'model', '1.0.0'],
+      ['./configs', 'config', '1.0.0'],
+    ] as const) {
+      expect((await runCli(['pack', p, '--auto', '--type', t, '--version', v], { cwd: project })).code).toBe(
+        0,
+      );
+    }
+    const r = await publishToRegistry({
+      cwd: project,
+      registry: url,
+      token: publisher,
+      components: ['model:1.0.0', 'config:1.0.0'],
+      releaseVersion: '2024.01.20',
+      notes: 'first',
+      metadata: { description: 'ResNet-50 for image classification', framework: 'pytorch', tags: ['vision'] },
+    });
+    expect(r.status).toBe('published');
+    expect(r.components.every((c) => c.uploaded)).toBe(true);
+    // Publishing again uploads nothing.
+    const again = await publishToRegistry({
+      cwd: project,
+      registry: url,
+      token: publisher,
+      components: ['model:1.0.0', 'config:1.0.0'],
+      releaseVersion: '2024.01.20',
+    });
+    expect(again.status).toBe('unchanged');
+    expect(again.bytesUploaded).toBe(0);
+
+    const s = await runCli(['search', 'resnet'], { cwd: home, env });
+    expect(s.code).toBe(0);
+    expect(s.stdout).toMatch(/test-project\s+model:1\.0\.0/);
+    const sj = await runJson<{ components: unknown[]; releases: unknown[] }>(['search', '2024'], {
+      cwd: home,
+      env,
+    });
+    expect(sj.json.releases).toHaveLength(1);
+    const info = await runCli(['info', 'model:1.0.0'], { cwd: home, env });
+    expect(info.code).toBe(0);
+    expect(info.stdout).toContain('namespace test-project');
+    expect(info.stdout).toContain('framework  pytorch');
+    expect(info.stdout).toContain('releases   2024.01.20');
+    const missing = await runCli(['info', 'model:9.9.9'], { cwd: home, env });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('ERR_COMPONENT_NOT_FOUND');
+  });
+
+  it('deploys a release from the registry (verified, range reads) and counts the download', async () => {
+    const target = join(await tempDir('target-'), 'app');
+    const source = createRegistryReleaseSource({ url, token: publisher, namespace: 'test-project' });
+    try {
+      const r = await deploy({ cwd: project, release: '2024.01.20', target, source });
+      expect(r.status).toBe('deployed');
+      expect(r.source).toContain('registry');
+    } finally {
+      source.close();
+    }
+    const weights = await readFile(join(project, 'models', 'weights.bin'));
+    const deployed = await readFile(join(target, 'model', 'weights.bin')).catch(async () =>
+      readFile(join(target, 'model', 'models', 'weights.bin')),
+    );
+    expect(deployed.equals(weights)).toBe(true);
+    const stats = await runJson<{ components: { type: string; downloads: number; bytes: number }[] }>(
+      ['stats'],
+      {
+        cwd: home,
+        env,
+      },
+    );
+    const model = stats.json.components.find((c) => c.type === 'model');
+    expect(model?.downloads).toBe(1);
+    expect(model?.bytes).toBeGreaterThan(0);
+    const human = await runCli(['stats', '--since', '7d'], { cwd: home, env });
+    expect(human.stdout).toMatch(/test-project\s+model:1\.0\.0\s+1\s+/);
+  });
+
+  it('shows the audit log, and DEPLOY_TOOL_TOKEN overrides the saved token', async () => {
+    const a = await runJson<{ events: { action: string; actor: string }[] }>(['audit'], { cwd: home, env });
+    const actions = a.json.events.map((e) => e.action);
+    expect(actions).toEqual(
+      expect.arrayContaining(['token.create', 'token.revoke', 'component.publish', 'release.publish']),
+    );
+    expect(a.json.events.find((e) => e.action === 'release.publish')?.actor).toContain('ci');
+    const denied = await runCli(['audit'], { cwd: home, env: { ...env, DEPLOY_TOOL_TOKEN: publisher } });
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toContain('ERR_REGISTRY_AUTH');
+    expect(denied.stderr).not.toContain(publisher);
+  });
+
+  it('the registry Store driver maps keys onto the API', async () => {
+    const store = createRegistryStore({ url, token: publisher });
+    const m = await store.get('namespaces/test-project/components/model/1.0.0/manifest.json');
+    expect(m?.toString()).toContain('"kind": "deploy-tool/component"');
+    const listed = await store.list('namespaces/test-project/releases/');
+    expect(listed.map((o) => o.key)).toEqual(['namespaces/test-project/releases/2024.01.20/release.json']);
+    const sha = (JSON.parse(m!.toString()) as { archive: { sha256: string; size: number } }).archive;
+    expect((await store.head(`blobs/sha256/${sha.sha256}`))?.size).toBe(sha.size);
+    expect((await store.getRange(`blobs/sha256/${sha.sha256.slice(0, 2)}/${sha.sha256}`, 0, 4)).length).toBe(
+      4,
+    );
+    expect(await store.head(`blobs/sha256/${'0'.repeat(64)}`)).toBeUndefined();
+    // Immutable: a different release under a published version is 'exists', never a replacement.
+    const rel = (await store.get('namespaces/test-project/releases/2024.01.20/release.json'))!.toString();
+    const changed = rel.replace('"notes": "first"', '"notes": "changed"');
+    expect(
+      (
+        await store.put('namespaces/test-project/releases/2024.01.20/release.json', changed, {
+          ifNoneMatch: true,
+        })
+      ).status,
+    ).toBe('exists');
+  });
+
+  it('never prints a token in the server log', () => {
+    expect(serverErr).toContain('GET /api/v1/whoami');
+    expect(serverErr).not.toContain(BOOT);
+    expect(serverErr).not.toContain(publisher);
+  });
+});
