@@ -1,0 +1,100 @@
+/**
+ * Hostile `.deploy-tool.yaml` files: each is refused with a specific code (or, for unknown keys,
+ * accepted with a warning), and a deploy run in such a project changes nothing on the target.
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/core/config.js';
+import { deploy } from '../../src/ops/deploy.js';
+import { cleanupTempDirs, tempDir } from '../helpers/cli.js';
+import { expectRefused, makeArena, type Arena } from './lib.js';
+
+afterAll(cleanupTempDirs);
+
+const head = 'schema_version: 1\nproject:\n  name: p\n  type: algorithm\n';
+const bomb = [
+  'a: &a ["x","x","x","x","x","x","x","x","x"]',
+  ...Array.from({ length: 9 }, (_, i) => {
+    const n = String.fromCharCode(98 + i);
+    const p = String.fromCharCode(97 + i);
+    return `${n}: &${n} [*${p},*${p},*${p},*${p},*${p},*${p},*${p},*${p},*${p}]`;
+  }),
+].join('\n');
+
+const cases: [string, string, string, RegExp][] = [
+  ['malformed YAML', `${head}defaults: [unclosed\n`, 'ERR_CONFIG_INVALID', /not valid YAML/],
+  ['tab indentation', `${head}defaults:\n\tkeep: 3\n`, 'ERR_CONFIG_INVALID', /YAML/],
+  ['YAML alias bomb (billion laughs)', `${head}${bomb}\n`, 'ERR_CONFIG_INVALID', /alias/i],
+  [
+    'duplicate keys',
+    `${head}project:\n  name: q\n  type: t\n`,
+    'ERR_CONFIG_INVALID',
+    /YAML|unique|duplicate/i,
+  ],
+  [
+    'secret in the file',
+    `${head}s3:\n  secret_access_key: AKIAEXAMPLESECRET\n`,
+    'ERR_CONFIG_SECRET',
+    /credential/,
+  ],
+  ['token in the file', `${head}registry:\n  token: abcdef123456\n`, 'ERR_CONFIG_SECRET', /credential/],
+  ['private key in trust', `${head}trust:\n  private_key: xyz\n`, 'ERR_CONFIG_SECRET', /credential/],
+  [
+    'unknown schema version',
+    head.replace('schema_version: 1', 'schema_version: 7'),
+    'ERR_CONFIG_INVALID',
+    /schema_version/,
+  ],
+  ['wrong type', `${head}defaults:\n  keep: lots\n`, 'ERR_CONFIG_INVALID', /defaults\.keep/],
+  ['trust.keys not a list', `${head}trust:\n  keys: RWQ\n`, 'ERR_CONFIG_INVALID', /trust\.keys/],
+  ['huge number', `${head}defaults:\n  keep: 1e400\n`, 'ERR_CONFIG_INVALID', /keep/],
+  ['not a mapping', '- just\n- a list\n', 'ERR_CONFIG_INVALID', /top level|expected/i],
+];
+
+describe('hostile project configurations', () => {
+  let a: Arena;
+  beforeAll(async () => {
+    a = await makeArena(await tempDir('hostile-config-'));
+  });
+
+  for (const [name, text, code, message] of cases) {
+    it(`${name}: refused by the parser and by deploy`, async () => {
+      expect(() => parseConfig(text, 'x.yaml')).toThrow(message);
+      try {
+        parseConfig(text, 'x.yaml');
+      } catch (err) {
+        expect((err as { code: string }).code).toBe(code);
+      }
+      const project = await tempDir('hostile-config-project-');
+      await writeFile(join(project, '.deploy-tool.yaml'), text);
+      await expectRefused(a, code, () =>
+        deploy({ cwd: project, release: 'good', target: a.target, releasesDir: a.releases }),
+      );
+    });
+  }
+
+  it('unknown keys are accepted with a warning', () => {
+    const r = parseConfig(`${head}colour: blue\ntrust:\n  keyz: []\n`, 'x.yaml');
+    expect(r.warnings).toEqual([
+      'x.yaml: unknown key "colour" ignored',
+      'x.yaml: unknown key "trust.keyz" ignored',
+    ]);
+  });
+
+  it('a trust policy that requires signatures refuses an unsigned release', async () => {
+    const project = await tempDir('hostile-config-project-');
+    const keys = await import('../../src/trust/keys.js');
+    const k = await keys.generateKeys({ outDir: join(project, 'keys') });
+    await writeFile(
+      join(project, '.deploy-tool.yaml'),
+      `${head}trust:\n  keys: ["keys/deploy-tool.pub", "${k.publicKey}"]\n  require_signatures: true\n`,
+    );
+    await expectRefused(
+      a,
+      'ERR_UNSIGNED',
+      () => deploy({ cwd: project, release: 'good', target: a.target, releasesDir: a.releases }),
+      /not signed/,
+    );
+  });
+});
