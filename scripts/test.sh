@@ -8,6 +8,9 @@ need_apt=()
 for bin in tar zstd gzip bzip2 xz lz4 git; do
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$bin")
 done
+# Registry tests: a real Chromium for the web UI, and PostgreSQL server binaries (scripts/postgres.sh).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+[ -x /usr/lib/postgresql/15/bin/pg_ctl ] || need_apt+=(postgresql-15)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
   apt-get update -qq

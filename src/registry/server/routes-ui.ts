@@ -23,7 +23,7 @@ table{border-collapse:collapse;width:100%;font-size:.92rem}th,td{text-align:left
 th{background:var(--bg);font-weight:600}td.num{text-align:right;white-space:nowrap}
 code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85rem}
 .sha{word-break:break-all;color:var(--muted)}pre{background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:.75rem;overflow:auto;max-height:32rem}
-.cmd{background:#0d1117;color:#e6edf3;border:0}
+.cmd{background:#0d1117;color:#e6edf3;border:0;white-space:pre-wrap;word-break:break-all}
 form.search{display:flex;gap:.5rem;margin:0 0 1.5rem}input,select,button{font:inherit;padding:.45rem .6rem;border:1px solid var(--line);border-radius:6px}
 input[type=search],input[type=text],input[type=password]{flex:1;min-width:12rem}button{background:var(--accent);color:#fff;border-color:var(--accent);cursor:pointer}
 button.secondary{background:#fff;color:var(--fg);border-color:var(--line)}
@@ -300,7 +300,7 @@ ${m.description ? `<p>${h(m.description)}</p>` : ''}
 <table><thead><tr><th>Path</th><th>Size</th><th>sha256</th></tr></thead><tbody>
 ${shown.map((f) => `<tr><td class="mono">${h(f.path)}</td><td class="num">${formatBytes(f.type === 'file' ? f.size : 0)}</td><td class="sha mono">${h(f.type === 'file' ? f.sha256 : '')}</td></tr>`).join('\n')}
 </tbody></table>${files.length > shown.length ? `<p class="muted">${files.length - shown.length} more files not shown.</p>` : ''}
-<h2>Manifest</h2><p class="muted">sha256 <span class="mono">${h(c.manifestSha256)}</span> · <a href="/api/v1/namespaces/${seg(ns)}/components/${seg(type)}/${seg(version)}/manifest">raw (API)</a></p>
+<h2>Manifest</h2><p class="muted">sha256 <span class="mono">${h(c.manifestSha256)}</span></p>
 <details><summary>Show the component manifest</summary><pre>${h(pretty.length > 200_000 ? `${pretty.slice(0, 200_000)}\n…` : pretty)}</pre></details>`;
       sendHtml(ctx, 200, page(ctx, `${type}:${version}`, body));
     },
