@@ -25,5 +25,12 @@ echo "==> lint"
 npm run lint
 echo "==> type-check"
 npm run typecheck
+echo "==> Ceph radosgw on loopback (S3 tests; stopped afterwards if this run started it)"
+ceph_started=0
+if ! scripts/ceph.sh status; then
+  ceph_started=1
+  scripts/ceph.sh start
+fi
+trap 'if [ "$ceph_started" = 1 ]; then scripts/ceph.sh stop; fi' EXIT
 echo "==> tests"
 npx vitest run "$@"
