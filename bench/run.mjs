@@ -473,8 +473,152 @@ async function main() {
   rmSync(WORK, { recursive: true, force: true });
 }
 
+/** Release versions used by the deploy figures. */
+const REL = {
+  model: '1.0.0', // model:1.0.0 alone (512 MiB): the full deploy
+  small1: '2.0.0', // config:1.0.0 (1 MB)
+  small2: '2.0.1', // config:1.0.1 (1 MB)
+  large1: '3.0.0', // model:1.0.0 + config:1.0.0
+  large2: '3.0.1', // model:1.0.0 + config:1.0.1: only the config changed
+};
+
+function deployProject() {
+  const p = freshProject('deploy-project');
+  runCli(['pack', MODEL, '--type', 'model', '--version', '1.0.0'], p);
+  runCli(['pack', CONFIG_V1, '--type', 'config', '--version', '1.0.0'], p);
+  runCli(['pack', CONFIG_V2, '--type', 'config', '--version', '1.0.1'], p);
+  const publish = (release, ...components) =>
+    runCli(['publish', ...components.flatMap((c) => ['--component', c]), '--release-version', release], p);
+  publish(REL.model, 'model:1.0.0');
+  publish(REL.small1, 'config:1.0.0');
+  publish(REL.small2, 'config:1.0.1');
+  publish(REL.large1, 'model:1.0.0', 'config:1.0.0');
+  publish(REL.large2, 'model:1.0.0', 'config:1.0.1');
+  return p;
+}
+
+/** Medians of in-process switch and rollback (the operation, without node's start-up) on a target. */
+async function switchFigures(project, target, releases, label) {
+  const { switchVersion, rollback } = await import('../dist/ops/version.js');
+  const common = { cwd: project, target };
+  const sw = [];
+  const rb = [];
+  const inner = [];
+  for (let i = 0; i < SWITCH_RUNS; i++) {
+    const release = releases[i % 2];
+    let t0 = performance.now();
+    const r = await switchVersion({ ...common, release });
+    sw.push(performance.now() - t0);
+    if (typeof r.switchMs === 'number') inner.push(r.switchMs);
+    t0 = performance.now();
+    await rollback(common);
+    rb.push(performance.now() - t0);
+  }
+  const cli = [];
+  for (let i = 0; i < 3; i++) {
+    cli.push(runCli(['version', 'switch', releases[i % 2], '--target', target], project).seconds * 1000);
+  }
+  return {
+    switch: {
+      label: `switch, ${label}`,
+      runsMs: sw.map((x) => round(x, 1)),
+      medianMs: round(median(sw), 1),
+      linksAndRenameMedianMs: inner.length ? round(median(inner), 2) : null,
+      cliWallMedianMs: round(median(cli), 0),
+      target: '< 50 ms',
+      pass: median(sw) < 50,
+    },
+    rollback: {
+      label: `rollback, ${label}`,
+      runsMs: rb.map((x) => round(x, 1)),
+      medianMs: round(median(rb), 1),
+      target: '< 50 ms',
+      pass: median(rb) < 50,
+    },
+  };
+}
+
 async function benchDeploy() {
-  results.skipped.deploy = 'not implemented in the bench yet';
+  log('deploy: packing and publishing the releases (not timed)');
+  const project = deployProject();
+  const modelArchive = join(project, 'dist', 'model-1.0.0.tar.zst');
+  const deployArgs = (release, target) => ['deploy', '--release', release, '--target', target];
+
+  log('full deploy of the 512 MiB model vs zstd -d -c | tar -x; then a config-only redeploy');
+  const full = { tool: [], ours: [] };
+  const redeploy = [];
+  let lastTarget;
+  for (let i = 0; i < RUNS; i++) {
+    const dir = join(WORK, `tool-extract-${i}`);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    spawnSync('sync');
+    full.tool.push(timeShell(`zstd -d -q -c '${modelArchive}' | tar -x -C '${dir}'`));
+    rmSync(dir, { recursive: true, force: true });
+    const target = join(WORK, `target-${i}`);
+    rmSync(target, { recursive: true, force: true });
+    spawnSync('sync');
+    full.ours.push(runCli(deployArgs(REL.model, target), project).seconds);
+    // a release with the same model and a 1 MB config, then one where only the config changed
+    runCli(deployArgs(REL.large1, target), project);
+    spawnSync('sync');
+    const r = runCli(deployArgs(REL.large2, target), project);
+    redeploy.push(r.seconds);
+    log(
+      `  run ${i + 1}/${RUNS}: tool ${full.tool[i].toFixed(3)} s, deploy ${full.ours[i].toFixed(3)} s, config-only redeploy ${r.seconds.toFixed(3)} s`,
+    );
+    if (lastTarget) rmSync(lastTarget, { recursive: true, force: true });
+    lastTarget = target;
+  }
+  const tm = median(full.tool);
+  const om = median(full.ours);
+  results.figures.deployFull = {
+    command: `deploy-tool deploy --release ${REL.model} --target DIR (model:1.0.0, 512 MiB: verify archive, extract, verify every file, fsync, switch)`,
+    tool: 'zstd -d -c model-1.0.0.tar.zst | tar -x -C DIR (no verification, no fsync)',
+    toolSeconds: full.tool.map((x) => round(x)),
+    oursSeconds: full.ours.map((x) => round(x)),
+    toolMedian: round(tm),
+    oursMedian: round(om),
+    ratio: round(om / tm),
+    target: 'ratio <= 1.1',
+    pass: om / tm <= 1.1,
+  };
+  const rm = median(redeploy);
+  results.figures.redeployConfig = {
+    command: `deploy-tool deploy --release ${REL.large2} on a target at ${REL.large1} (same model, config 1.0.0 -> 1.0.1)`,
+    oursSeconds: redeploy.map((x) => round(x)),
+    oursMedian: round(rm),
+    fullDeploySeconds: round(om),
+    percentOfFull: round((100 * rm) / om, 1),
+    target: '< 5% of the full deploy',
+    pass: rm / om < 0.05,
+  };
+
+  log('switch and rollback: 512 MiB releases');
+  const large = await switchFigures(project, lastTarget, [REL.large1, REL.large2], '512 MiB release');
+  log('switch and rollback: 1 MB releases');
+  const smallTarget = join(WORK, 'target-small');
+  runCli(deployArgs(REL.small1, smallTarget), project);
+  runCli(deployArgs(REL.small2, smallTarget), project);
+  const small = await switchFigures(project, smallTarget, [REL.small1, REL.small2], '1 MB release');
+  results.figures.switchSmall = small.switch;
+  results.figures.switchLarge = large.switch;
+  results.figures.rollbackSmall = small.rollback;
+  results.figures.rollbackLarge = large.rollback;
+  const ratios = [
+    large.switch.medianMs / small.switch.medianMs,
+    large.rollback.medianMs / small.rollback.medianMs,
+  ];
+  const worst = Math.max(...ratios.map((r) => Math.max(r, 1 / r)));
+  results.figures.switchParity = {
+    description: 'median time for the 512 MiB release / median time for the 1 MB release (switch, rollback)',
+    switchRatio: round(ratios[0]),
+    rollbackRatio: round(ratios[1]),
+    ratio: round(worst),
+    target: 'within 1.5x of each other',
+    pass: worst <= 1.5,
+  };
+  rmSync(lastTarget, { recursive: true, force: true });
 }
 
 await main();

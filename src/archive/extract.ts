@@ -11,7 +11,10 @@ import { checkEntryPath, type Entry, type FileEntry } from '../manifest/componen
 import type { EntrySink } from './tar.js';
 
 export interface ExtractSink extends EntrySink {
-  /** fsyncs every written file (so a power loss after the switch cannot show empty files). */
+  /**
+   * fsyncs every written file and folder (so a power loss after the switch cannot show empty
+   * files); large files have been synced in the background since they were complete.
+   */
   flush(): Promise<void>;
   /** Closes anything left open after a failure. */
   abort(): Promise<void>;
@@ -30,11 +33,36 @@ export function symlinkStaysInside(linkPath: string, target: string): boolean {
   return resolved !== '..' && !resolved.startsWith('../') && !resolved.startsWith('/');
 }
 
+/** A file's bytes written between two background fdatasyncs while it is extracted. */
+const SYNC_EVERY = 64 * 1024 * 1024;
+/** Files at least this large are synced in the background as soon as they are complete. */
+const SYNC_EARLY = 1024 * 1024;
+/** Files being synced in the background at once (each holds its descriptor until then). */
+const MAX_CLOSING = 4;
+
+interface OpenFile {
+  entry: FileEntry;
+  fh: FileHandle;
+  pos: number;
+  syncedPos: number;
+  syncing?: Promise<void> | undefined;
+}
+
 export function createExtractSink(root: string, options: { durable?: boolean } = {}): ExtractSink {
+  const durable = options.durable !== false;
   const dirs = new Set<string>(['']);
   const links = new Set<string>();
   const written: string[] = [];
-  let current: { entry: FileEntry; fh: FileHandle; pos: number } | undefined;
+  let current: OpenFile | undefined;
+  // Durability without a long stall in flush(): large files are fdatasync'ed in the background while
+  // later entries are extracted (every SYNC_EVERY bytes, then once complete), so the disk writes
+  // while the workers decompress; flush() waits for those and syncs the small files and the folders.
+  // The first error is kept and thrown by flush().
+  const closing = new Set<Promise<void>>();
+  let syncError: Error | undefined;
+  const keepError = (err: unknown, path: string): void => {
+    syncError ??= fsError(err, path, 'write') as Error;
+  };
 
   const check = (e: Entry): string => {
     const bad = checkEntryPath(e.path);
@@ -61,7 +89,7 @@ export function createExtractSink(root: string, options: { durable?: boolean } =
           links.add(e.path);
         } else {
           const fh = await open(abs, 'wx', 0o600);
-          current = { entry: e, fh, pos: 0 };
+          current = { entry: e, fh, pos: 0, syncedPos: 0 };
         }
       } catch (err) {
         if (err instanceof DeployToolError) throw err;
@@ -84,21 +112,59 @@ export function createExtractSink(root: string, options: { durable?: boolean } =
       } catch (err) {
         throw fsError(err, join(root, e.path), 'write');
       }
+      const c = current;
+      if (durable && !c.syncing && c.pos - c.syncedPos >= SYNC_EVERY) {
+        const upTo = c.pos;
+        c.syncing = c.fh.datasync().then(
+          () => {
+            c.syncedPos = upTo;
+            c.syncing = undefined;
+          },
+          (err: unknown) => {
+            keepError(err, join(root, e.path));
+            c.syncing = undefined;
+          },
+        );
+      }
     },
     async end(e) {
       if (e.type !== 'file') return;
       if (!current || current.entry !== e) throw new Error('internal: end of an entry that is not open');
-      const { fh } = current;
+      const c = current;
+      const { fh } = c;
       current = undefined;
+      const abs = join(root, e.path);
       try {
         await fh.chmod(parseInt(e.mode, 8) & 0o777);
-      } finally {
+      } catch (err) {
+        await c.syncing;
         await fh.close();
+        throw err;
       }
-      written.push(join(root, e.path));
+      if (durable && e.size >= SYNC_EARLY) {
+        const done = (async (): Promise<void> => {
+          try {
+            await c.syncing;
+            await fh.datasync();
+          } catch (err) {
+            keepError(err, abs);
+          } finally {
+            await fh.close().catch((err: unknown) => keepError(err, abs));
+          }
+        })();
+        closing.add(done);
+        void done.then(() => closing.delete(done));
+        while (closing.size >= MAX_CLOSING) await Promise.race(closing);
+        return;
+      }
+      await c.syncing;
+      await fh.close();
+      written.push(abs);
     },
     async flush() {
-      if (options.durable === false) return;
+      await Promise.all(closing);
+      if (syncError) throw syncError;
+      if (!durable) return;
       const queue = [...written];
       const worker = async (): Promise<void> => {
         for (let p = queue.pop(); p; p = queue.pop()) {
@@ -118,8 +184,12 @@ export function createExtractSink(root: string, options: { durable?: boolean } =
       }
     },
     async abort() {
-      if (current) await current.fh.close().catch(() => undefined);
+      if (current) {
+        await current.syncing;
+        await current.fh.close().catch(() => undefined);
+      }
       current = undefined;
+      await Promise.all(closing);
     },
   };
 }

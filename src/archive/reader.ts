@@ -17,6 +17,11 @@ export interface ArchiveSource {
   readonly location: string;
   size(): Promise<number>;
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Optional: reads into `buf` (from its start) and returns the number of bytes read, which is less
+   * than `length` only at the end of the archive. Lets readers reuse their buffers.
+   */
+  readInto?(buf: Uint8Array, offset: number, length: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -32,6 +37,15 @@ export async function openLocalArchive(path: string): Promise<ArchiveSource> {
     }
     throw err;
   }
+  const readInto = async (buf: Uint8Array, offset: number, length: number): Promise<number> => {
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return got;
+  };
   return {
     location: path,
     async size() {
@@ -39,14 +53,10 @@ export async function openLocalArchive(path: string): Promise<ArchiveSource> {
     },
     async read(offset, length) {
       const buf = Buffer.allocUnsafe(length);
-      let got = 0;
-      while (got < length) {
-        const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
+      const got = await readInto(buf, offset, length);
       return got === length ? buf : buf.subarray(0, got);
     },
+    readInto,
     close: () => fh.close(),
   };
 }
@@ -69,8 +79,22 @@ export async function verifyArchiveDigest(source: ArchiveSource, manifest: Compo
   }
   const hash = createHash('sha256');
   const chunk = 8 * 1024 * 1024;
-  for (let off = 0; off < size; off += chunk)
-    hash.update(await source.read(off, Math.min(chunk, size - off)));
+  // Two reused buffers: the next chunk is read while this one is hashed.
+  const bufs = source.readInto
+    ? [Buffer.allocUnsafe(Math.min(chunk, size)), Buffer.allocUnsafe(Math.min(chunk, size))]
+    : undefined;
+  const readChunk = async (off: number, i: number): Promise<Buffer> => {
+    const length = Math.min(chunk, size - off);
+    const buf = bufs?.[i % 2];
+    if (!buf || !source.readInto) return source.read(off, length);
+    return buf.subarray(0, await source.readInto(buf, off, length));
+  };
+  let pending = size > 0 ? readChunk(0, 0) : undefined;
+  for (let off = 0, i = 0; pending; off += chunk, i++) {
+    const data = await pending;
+    pending = off + chunk < size ? readChunk(off + chunk, i + 1) : undefined;
+    hash.update(data);
+  }
   const digest = hash.digest('hex');
   if (digest !== manifest.archive.sha256) {
     throw corrupt(
@@ -84,10 +108,20 @@ export interface ReadArchiveOptions {
   manifest: ComponentManifest;
   source: ArchiveSource;
   pool: CodecPool;
+  /**
+   * Receives the entries. The chunks given to `sink.data` lie in buffers that are reused once the
+   * promise it returns resolves: copy them to keep them.
+   */
   sink?: EntrySink;
   /** Check the whole archive's size and sha256 before decompressing anything (default true). */
   verifyDigest?: boolean;
   onProgress?: (doneTarBytes: number, totalTarBytes: number) => void;
+}
+
+/** Where one frame lives while it is in flight: its compressed bytes and its tar bytes. */
+interface Slot {
+  input: Buffer;
+  output: Buffer;
 }
 
 export async function readArchive(options: ReadArchiveOptions): Promise<void> {
@@ -97,15 +131,36 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
     checkDigests: true,
     sink: options.sink,
   });
-  const depth = Math.max(2, pool.size * 2);
-  const inflight: Promise<Buffer>[] = [];
+  const depth = Math.max(2, pool.size * 2 + 1);
+  // Frames live in slots of shared memory reused from frame to frame: the archive is read into a
+  // slot (when the source can read into a buffer), a worker checks and decompresses it into the
+  // same slot's output, and the checker and the sink consume it there: no copies between threads
+  // and no allocation per frame. A slot is reused once the sink has written its bytes.
+  let maxIn = 0;
+  let maxOut = 0;
+  for (const f of manifest.frames) {
+    maxIn = Math.max(maxIn, f.size);
+    maxOut = Math.max(maxOut, f.tarSize);
+  }
+  const free: Slot[] = [];
+  const takeSlot = (): Slot =>
+    free.pop() ?? {
+      input: Buffer.from(new SharedArrayBuffer(source.readInto ? maxIn : 0)),
+      output: Buffer.from(new SharedArrayBuffer(maxOut)),
+    };
+  const inflight: Promise<{ data: Buffer; slot: Slot }>[] = [];
   let next = 0;
   const submit = (): void => {
     const f = manifest.frames[next++];
     if (!f) return;
     const index = next - 1;
+    const slot = takeSlot();
+    const read =
+      source.readInto && f.size <= slot.input.length
+        ? source.readInto(slot.input, f.offset, f.size).then((n) => slot.input.subarray(0, n))
+        : source.read(f.offset, f.size);
     inflight.push(
-      source.read(f.offset, f.size).then(async (data) => {
+      read.then(async (data) => {
         if (data.length !== f.size) throw corrupt(source.location, `archive is truncated in frame ${index}`);
         const r = await pool.run({
           op: 'decompress',
@@ -113,6 +168,7 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
           data,
           expectedSize: f.tarSize,
           expectedSha256: f.sha256,
+          out: slot.output,
         });
         if (!r.ok) {
           if (r.kind === 'too-large') {
@@ -126,7 +182,7 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
           }
           throw corrupt(source.location, `frame ${index}: ${r.message}`);
         }
-        return Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
+        return { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength), slot };
       }),
     );
     // Awaited in order below; this keeps a later frame that fails first from being an unhandled rejection.
@@ -136,11 +192,12 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
     while (inflight.length < depth && next < manifest.frames.length) submit();
     let done = 0;
     while (inflight.length) {
-      const data = await inflight.shift();
+      const frame = await inflight.shift();
+      if (!frame) break;
+      await checker.push(frame.data);
+      free.push(frame.slot);
       submit();
-      if (!data) break;
-      await checker.push(data);
-      done += data.length;
+      done += frame.data.length;
       options.onProgress?.(done, manifest.archive.tarSize);
     }
     checker.finish();
