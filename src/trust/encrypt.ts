@@ -272,11 +272,21 @@ export async function decryptArchive(
       },
     );
   }
-  // Read once: hash the ciphertext while decrypting it, and reject it if the hash differs before
-  // the plaintext file is used (it is only a temporary file; nothing is extracted from it yet).
-  const hash = createHash('sha256');
-  let offset = 0;
+  // First pass: the ciphertext must be exactly the one the (signed) manifest names. A changed byte
+  // is reported as such, before any decryption (sha256 is ~40x faster than the decryption).
   const chunk = 4 * 1024 * 1024;
+  const hash = createHash('sha256');
+  for (let off = 0; off < size; off += chunk)
+    hash.update(await source.read(off, Math.min(chunk, size - off)));
+  const digest = hash.digest('hex');
+  if (digest !== e.sha256) {
+    throw new DeployToolError(
+      'ERR_ARCHIVE_CORRUPT',
+      `${source.location}: encrypted archive sha256 is ${digest}, the manifest says ${e.sha256}`,
+      { hint: 'The encrypted archive was altered. Do not deploy it; transfer or publish it again.' },
+    );
+  }
+  let offset = 0;
   const cipher = new ReadableStream<Uint8Array>({
     async pull(controller) {
       if (offset >= size) {
@@ -286,11 +296,10 @@ export async function decryptArchive(
       const n = Math.min(chunk, size - offset);
       const buf = await source.read(offset, n);
       if (buf.length !== n) {
-        controller.error(new Error('short read'));
+        controller.error(new Error('the archive became shorter while it was read'));
         return;
       }
       offset += n;
-      hash.update(buf);
       controller.enqueue(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
     },
   });
@@ -303,28 +312,7 @@ export async function decryptArchive(
   } catch (err) {
     await rm(outPath, { force: true });
     if (err instanceof DeployToolError) throw err;
-    const digest = offset === size ? hash.digest('hex') : undefined;
-    if (digest !== undefined && digest !== e.sha256) {
-      throw new DeployToolError(
-        'ERR_ARCHIVE_CORRUPT',
-        `${source.location}: encrypted archive sha256 is ${digest}, the manifest says ${e.sha256}`,
-        {
-          hint: 'The encrypted archive was altered. Do not deploy it; transfer or publish it again.',
-        },
-      );
-    }
     throw decryptError(what, e, keys, err);
-  }
-  const digest = hash.digest('hex');
-  if (digest !== e.sha256) {
-    await rm(outPath, { force: true });
-    throw new DeployToolError(
-      'ERR_ARCHIVE_CORRUPT',
-      `${source.location}: encrypted archive sha256 is ${digest}, the manifest says ${e.sha256}`,
-      {
-        hint: 'The encrypted archive was altered. Do not deploy it; transfer or publish it again.',
-      },
-    );
   }
 }
 
