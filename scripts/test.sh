@@ -11,6 +11,9 @@ done
 # Registry tests: a real Chromium for the web UI, and PostgreSQL server binaries (scripts/postgres.sh).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 [ -x /usr/lib/postgresql/15/bin/pg_ctl ] || need_apt+=(postgresql-15)
+# Trust tests: independent implementations that must accept what we sign and encrypt.
+command -v minisign >/dev/null 2>&1 || need_apt+=(minisign)
+command -v age >/dev/null 2>&1 || need_apt+=(age)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
   apt-get update -qq
