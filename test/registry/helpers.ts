@@ -100,6 +100,7 @@ export interface Res {
   headers: http.IncomingHttpHeaders;
   body: Buffer;
   text: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   json: any;
 }
 

@@ -303,7 +303,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     async storeReady() {
       const t = Date.now();
       if (storeCheck && t - storeCheck.at < 1000) return storeCheck.ok;
-      let ok = false;
+      let ok: boolean;
       try {
         ok = (await options.store.head(STORE_SENTINEL)) !== undefined;
       } catch {

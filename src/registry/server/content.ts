@@ -70,7 +70,7 @@ export async function serveBlob(
   const local = app.store.localPath?.(key);
   let source: Readable;
   if (local) {
-    source = createReadStream(local, { start, end: start + length - 1, highWaterMark: 1024 * 1024 });
+    source = createReadStream(local, { start, end: start + length - 1, highWaterMark: 256 * 1024 });
     await new Promise<void>((resolve, reject) => {
       source.once('open', () => resolve());
       source.once('error', reject);

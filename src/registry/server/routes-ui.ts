@@ -382,8 +382,8 @@ ${comps
       if (!['reader', 'publisher', 'admin'].includes(role))
         throw new HttpError('ERR_INVALID_BODY', 'unknown role');
       const name = (form.get('name') ?? '').trim();
+      // eslint-disable-next-line no-control-regex
       if (!name || name.length > 128 || /[\x00-\x1f\x7f]/.test(name))
-        // eslint-disable-line no-control-regex
         throw new HttpError('ERR_INVALID_BODY', 'a token needs a name (up to 128 characters)');
       const namespaces = (form.get('namespaces') ?? '*').split(/[\s,]+/).filter(Boolean);
       if (

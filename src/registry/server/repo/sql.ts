@@ -73,8 +73,9 @@ const SCHEMA = (autoId: string): string[] => [
   `CREATE INDEX IF NOT EXISTS downloads_day ON downloads (day)`,
 ];
 
-const str = (v: unknown): string => (v === null || v === undefined ? '' : String(v as string));
-const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v as string));
+const str = (v: unknown): string =>
+  v === null || v === undefined ? '' : typeof v === 'string' ? v : JSON.stringify(v);
+const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : str(v));
 const num = (v: unknown): number => Number(v ?? 0);
 
 function parseJsonArray(v: unknown): string[] {
