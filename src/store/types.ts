@@ -36,6 +36,16 @@ export interface Store {
   put(key: string, data: Buffer | string, options?: PutOptions): Promise<PutResult>;
   /** Uploads a local file (streaming; drivers may link or use multipart). */
   putFile(key: string, path: string, options?: PutOptions): Promise<PutResult>;
+  /**
+   * Uploads the bytes [offset, offset+length) of a local file (streaming). Optional: see
+   * putFileRange() in src/store/util.ts for the fallback over putFile.
+   */
+  putFileRange?(
+    key: string,
+    path: string,
+    range: { offset: number; length: number },
+    options?: PutOptions,
+  ): Promise<PutResult>;
   list(prefix: string): Promise<ObjectInfo[]>;
   delete(key: string): Promise<void>;
   /** A local path of the object, when the store is on this machine (lets deploy avoid copies). */

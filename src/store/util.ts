@@ -1,0 +1,34 @@
+/** Helpers over any Store. */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { PutOptions, PutResult, Store } from './types.js';
+
+/**
+ * Uploads bytes [offset, offset+length) of a local file: the driver's own streaming putFileRange
+ * when it has one, else through a temporary file and putFile (never the whole range in memory).
+ */
+export async function putFileRange(
+  store: Store,
+  key: string,
+  path: string,
+  range: { offset: number; length: number },
+  options?: PutOptions,
+): Promise<PutResult> {
+  if (store.putFileRange) return store.putFileRange(key, path, range, options);
+  const dir = await mkdtemp(join(tmpdir(), 'deploy-tool-range-'));
+  try {
+    const tmp = join(dir, 'part');
+    if (range.length === 0) await writeFile(tmp, '');
+    else
+      await pipeline(
+        createReadStream(path, { start: range.offset, end: range.offset + range.length - 1 }),
+        createWriteStream(tmp),
+      );
+    return await store.putFile(key, tmp, options);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
