@@ -142,6 +142,17 @@ export interface StageOptions extends Reporter {
 export async function stageRelease(o: StageOptions): Promise<string> {
   const { t } = o;
   const staging = join(t.staging, `${o.release}.${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    return await buildStaging(o, staging);
+  } catch (err) {
+    // Never leave a partial release behind (a crash leaves it to the next run's cleanup).
+    await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function buildStaging(o: StageOptions, staging: string): Promise<string> {
+  const { t } = o;
   await mkdir(join(staging, '.deploy-tool', 'manifests'), { recursive: true }).catch((err: unknown) => {
     throw fsError(err, staging, 'create');
   });

@@ -4,8 +4,9 @@
  * automatic switch back) shared by deploy, version switch and version rollback.
  */
 import { mkdir } from 'node:fs/promises';
+import { sep } from 'node:path';
 import type { ProjectConfig } from '../core/config.js';
-import { DeployToolError, fsError } from '../core/errors.js';
+import { DeployToolError, errnoCode, fsError } from '../core/errors.js';
 import type { Reporter } from '../core/events.js';
 import { pruneTypeLinks, recover, switchTo, unsetCurrent } from './engine.js';
 import { hookError, hookFailed, runHook, type HookName, type HookOutput, type HookResult } from './hooks.js';
@@ -28,11 +29,29 @@ export interface Session {
   close(): Promise<void>;
 }
 
+/**
+ * mkdir -p that reports the real cause: Node's recursive mkdir says ENOENT when a parent is on a
+ * read-only filesystem, so on failure each level is created on its own to surface EROFS/EACCES.
+ */
+async function mkdirp(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+    const parts = dir.split(sep);
+    for (let i = 2; i <= parts.length; i++) {
+      await mkdir(parts.slice(0, i).join(sep)).catch((e: unknown) => {
+        if (errnoCode(e) !== 'EEXIST') throw e;
+      });
+    }
+  }
+}
+
 export async function openSession(o: SessionOptions): Promise<Session> {
   const t = targetPaths(o.root);
   try {
-    await mkdir(t.meta, { recursive: true });
-    await mkdir(t.releases, { recursive: true });
+    await mkdirp(t.meta);
+    await mkdirp(t.releases);
   } catch (err) {
     const e = fsError(err, t.meta, 'create');
     if (e instanceof DeployToolError) throw e;

@@ -36,7 +36,6 @@ import type { LoadedComponent, ReleaseSource } from '../deploy/source.js';
 import { finishHistory, readState, startHistory, type TargetState } from '../deploy/state.js';
 import { resolveTarget } from '../deploy/target.js';
 import { createTrustedSource, type DeployTrustOptions } from '../trust/source.js';
-import { rm } from 'node:fs/promises';
 
 export interface TargetCommandOptions extends CommonOptions {
   /** --target: a folder, or a name from .deploy-tool.yaml (see deploy/target.ts). */
@@ -390,7 +389,7 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
     entry = startHistory(state, 'deploy', w.release, comps);
     if (!existing) {
       const pool = createCodecPool();
-      let staging: string | undefined;
+      let staging: string;
       try {
         staging = await stageRelease({
           t,
@@ -408,12 +407,6 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
             base: w.base,
           },
         });
-      } catch (err) {
-        if (staging === undefined) {
-          // stageRelease cleans nothing itself: remove the partial staging folders now.
-          await rm(t.staging, { recursive: true, force: true }).catch(() => undefined);
-        }
-        throw err;
       } finally {
         await pool.close();
       }
