@@ -545,8 +545,9 @@ async function benchDeploy() {
   const deployArgs = (release, target) => ['deploy', '--release', release, '--target', target];
 
   log('full deploy of the 512 MiB model vs zstd -d -c | tar -x; then a config-only redeploy');
-  const full = { tool: [], ours: [] };
+  const full = { tool: [], ours: [], op: [] };
   const redeploy = [];
+  const redeployOp = [];
   let lastTarget;
   for (let i = 0; i < RUNS; i++) {
     const dir = join(WORK, `tool-extract-${i}`);
@@ -558,12 +559,15 @@ async function benchDeploy() {
     const target = join(WORK, `target-${i}`);
     rmSync(target, { recursive: true, force: true });
     spawnSync('sync');
-    full.ours.push(runCli(deployArgs(REL.model, target), project).seconds);
+    const f = runCli(deployArgs(REL.model, target), project);
+    full.ours.push(f.seconds);
+    full.op.push(f.json?.seconds ?? f.seconds);
     // a release with the same model and a 1 MB config, then one where only the config changed
     runCli(deployArgs(REL.large1, target), project);
     spawnSync('sync');
     const r = runCli(deployArgs(REL.large2, target), project);
     redeploy.push(r.seconds);
+    redeployOp.push(r.json?.seconds ?? r.seconds);
     log(
       `  run ${i + 1}/${RUNS}: tool ${full.tool[i].toFixed(3)} s, deploy ${full.ours[i].toFixed(3)} s, config-only redeploy ${r.seconds.toFixed(3)} s`,
     );
@@ -583,15 +587,21 @@ async function benchDeploy() {
     target: 'ratio <= 1.1',
     pass: om / tm <= 1.1,
   };
-  const rm = median(redeploy);
+  // Both on the same basis: the deploy operation as the command reports it (its `seconds`, without
+  // node's start-up, which is the same for every command); the process wall times are kept too.
+  const rm = median(redeployOp);
+  const fm = median(full.op);
   results.figures.redeployConfig = {
     command: `deploy-tool deploy --release ${REL.large2} on a target at ${REL.large1} (same model, config 1.0.0 -> 1.0.1)`,
-    oursSeconds: redeploy.map((x) => round(x)),
+    basis: 'operation time reported by deploy --json (seconds), for both the redeploy and the full deploy',
+    oursSeconds: redeployOp.map((x) => round(x)),
     oursMedian: round(rm),
-    fullDeploySeconds: round(om),
-    percentOfFull: round((100 * rm) / om, 1),
+    fullDeploySeconds: round(fm),
+    fullDeployRuns: full.op.map((x) => round(x)),
+    percentOfFull: round((100 * rm) / fm, 1),
+    processWallSeconds: { redeploy: round(median(redeploy)), fullDeploy: round(om) },
     target: '< 5% of the full deploy',
-    pass: rm / om < 0.05,
+    pass: rm / fm < 0.05,
   };
 
   log('switch and rollback: 512 MiB releases');
