@@ -11,6 +11,22 @@ export type Compression = (typeof COMPRESSIONS)[number];
 
 const hookSchema = z.string().min(1);
 
+/** One entry of `stores:`: an S3 bucket, a BOS bucket, or a folder with the same layout. */
+export const storeSchema = z.object({
+  type: z.enum(['s3', 'bos', 'filesystem']),
+  bucket: z.string().min(3).max(63).optional(),
+  endpoint: z.string().url().optional(),
+  region: z.string().min(1).max(64).optional(),
+  prefix: z.string().max(512).optional(),
+  /** filesystem stores: the folder (relative to the project root, or absolute). */
+  path: z.string().min(1).optional(),
+  /** Path-style URLs (default: on with a custom endpoint). */
+  path_style: z.boolean().optional(),
+  /** Other store names tried in order when this one fails (error, timeout, checksum mismatch). */
+  mirrors: z.array(z.string().min(1)).max(16).optional(),
+});
+export type StoreConfig = z.infer<typeof storeSchema>;
+
 const configSchema = z.object({
   schema_version: z.literal(CONFIG_SCHEMA_VERSION),
   project: z.object({
@@ -39,6 +55,20 @@ const configSchema = z.object({
       post_deploy: hookSchema.optional(),
       post_rollback: hookSchema.optional(),
       timeout: z.number().positive().optional(),
+    })
+    .optional(),
+  /**
+   * Named stores (src/store/resolve.ts): `--store NAME`, `publish.store`/`deploy.store` defaults,
+   * and mirrors tried in order when the store fails. Credentials never live here.
+   */
+  stores: z.record(z.string().regex(/^[a-zA-Z0-9._-]{1,64}$/), storeSchema).optional(),
+  /** Download cache for remote stores: folder (default: XDG cache) and size cap (default 10 GB). */
+  cache: z
+    .object({
+      dir: z.string().min(1).optional(),
+      max_size: z
+        .union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*[kKmMgGtT]?i?[bB]?$/)])
+        .optional(),
     })
     .optional(),
   /** Deploy targets: `target` is the default (a name or a path), `targets` maps names to folders. */

@@ -36,6 +36,8 @@ import type { LoadedComponent, ReleaseSource } from '../deploy/source.js';
 import { finishHistory, readState, startHistory, type TargetState } from '../deploy/state.js';
 import { resolveTarget } from '../deploy/target.js';
 import { createTrustedSource, type DeployTrustOptions } from '../trust/source.js';
+import { bucketSourceFromFlags } from '../deploy/sources/s3.js';
+import { wantsStore, type StoreFlags } from '../store/resolve.js';
 
 export interface TargetCommandOptions extends CommonOptions {
   /** --target: a folder, or a name from .deploy-tool.yaml (see deploy/target.ts). */
@@ -62,6 +64,8 @@ export interface DeployOptions extends TargetCommandOptions {
   source?: ReleaseSource | undefined;
   /** Signatures and decryption (src/trust): --require-signature, --trusted-key, --identity, --passphrase-env. */
   trust?: DeployTrustOptions | undefined;
+  /** Bucket stores (src/deploy/sources/s3.ts): --store NAME, or --method s3|bos with --bucket etc. */
+  remote?: (StoreFlags & { cacheDir?: string | undefined }) | undefined;
 }
 
 export interface DeployPlanComponent {
@@ -131,10 +135,20 @@ const planned = (
 
 function makeSource(o: DeployOptions, project: Project | undefined): ReleaseSource {
   if (o.source) return o.source;
+  if (wantsStore({ ...o.remote, method: o.method }))
+    return bucketSourceFromFlags({
+      flags: { ...o.remote, method: o.method },
+      config: project?.config,
+      baseDir: project?.root ?? o.cwd,
+      cacheDir: o.remote?.cacheDir,
+      onLog: o.onLog,
+      onWarning: o.onWarning,
+      onProgress: o.onProgress,
+    });
   const method = o.method ?? 'filesystem';
   if (method !== 'filesystem') {
     throw new DeployToolError('ERR_USAGE', `Deploy method "${method}" is not available in this version`, {
-      hint: 'Use --method filesystem with --releases-dir DIR (the folder the published releases were transferred to).',
+      hint: 'Use --method filesystem with --releases-dir DIR, or --method s3|bos --bucket B, or --store NAME.',
     });
   }
   return createFilesystemReleaseSource({

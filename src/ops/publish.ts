@@ -22,6 +22,9 @@ import { storedArchive, storedDigestView } from '../trust/encrypt.js';
 import { loadSecretKey, putSignature, readSignatureFile } from '../trust/sign.js';
 import { keyIdHex } from '../trust/keys.js';
 import { resolve } from 'node:path';
+import { wantsStore } from '../store/resolve.js';
+import { publishToStore, type StorePublishInfo } from '../store/publish.js';
+import type { SecretKey } from '../trust/keys.js';
 
 export interface PublishOptions extends CommonOptions {
   components: string[];
@@ -30,6 +33,14 @@ export interface PublishOptions extends CommonOptions {
   notes?: string | undefined;
   /** Private key to sign the release manifest and the component manifests with (src/trust). */
   sign?: string | undefined;
+  /** Bucket stores (src/store/publish.ts): --store NAME, or --method s3|bos with --bucket etc. */
+  store?: string | undefined;
+  bucket?: string | undefined;
+  endpoint?: string | undefined;
+  region?: string | undefined;
+  prefix?: string | undefined;
+  /** Pointer moved to a new release in a bucket store (default "latest"; false: none). */
+  pointer?: string | false | undefined;
 }
 
 export interface PublishedComponent {
@@ -43,7 +54,7 @@ export interface PublishedComponent {
 
 export interface PublishResult {
   status: 'published' | 'unchanged';
-  method: 'filesystem';
+  method: 'filesystem' | 's3' | 'bos';
   release: string | undefined;
   /** Folder that holds everything the server needs. */
   publishedDir: string;
@@ -53,6 +64,8 @@ export interface PublishResult {
   totalBytes: number;
   /** Key id and signature files written by --sign. */
   signed?: { keyId: string; files: string[] } | null;
+  /** Bucket stores only: what was uploaded where (bytes sent and reused, pointer moved). */
+  store?: StorePublishInfo | null;
 }
 
 export const RELEASE_FILE = 'release.json';
@@ -122,9 +135,9 @@ export async function checkComponents(
 
 export async function publish(options: PublishOptions): Promise<PublishResult> {
   const method = options.method ?? 'filesystem';
-  if (method !== 'filesystem') {
+  if (method !== 'filesystem' && !wantsStore(options)) {
     throw new DeployToolError('ERR_USAGE', `Publishing method "${method}" is not available`, {
-      hint: 'Use --method filesystem.',
+      hint: 'Use --method filesystem, s3 or bos (with --bucket), or --store NAME.',
     });
   }
   if (options.components.length === 0) {
@@ -160,6 +173,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       compression: c.manifest.archive.compression,
     };
   });
+  if (wantsStore(options)) return publishRemote(options, project, checked, entries, release, signer);
 
   let existingRelease: ReleaseManifest | undefined;
   if (release) {
@@ -309,4 +323,36 @@ async function sameInode(a: string, b: string): Promise<'link' | 'copy'> {
   const { stat } = await import('node:fs/promises');
   const [sa, sb] = await Promise.all([stat(a), stat(b)]);
   return sa.ino === sb.ino && sa.dev === sb.dev ? 'link' : 'copy';
+}
+
+/** Bucket stores (s3, bos, --store): the upload itself lives in src/store/publish.ts. */
+async function publishRemote(
+  options: PublishOptions,
+  project: Project,
+  checked: Checked[],
+  entries: ReleaseComponent[],
+  release: string | undefined,
+  signer: SecretKey | undefined,
+): Promise<PublishResult> {
+  const r = await publishToStore({ options, project, checked, entries, release, signer });
+  const s = r.store;
+  return {
+    status: r.status,
+    method: s.type === 'filesystem' ? 'filesystem' : s.type,
+    release,
+    publishedDir: s.location,
+    releaseManifestPath: s.releaseKey ?? undefined,
+    gitReleaseFile: r.gitReleaseFile,
+    components: s.components.map((c) => ({
+      type: c.type,
+      version: c.version,
+      archive: `${s.location} ${c.archiveSha256}`,
+      archiveSize: c.archiveSize,
+      archiveSha256: c.archiveSha256,
+      placedBy: c.bytesUploaded > 0 ? 'copy' : 'existing',
+    })),
+    totalBytes: s.components.reduce((n, c) => n + c.archiveSize, 0),
+    signed: r.keyId ? { keyId: r.keyId, files: r.signatures } : null,
+    store: s,
+  };
 }

@@ -19,6 +19,12 @@ interface DeployFlags {
   trustedKey?: string[];
   identity?: string[];
   passphraseEnv?: string;
+  store?: string;
+  bucket?: string;
+  endpoint?: string;
+  region?: string;
+  prefix?: string;
+  cacheDir?: string;
 }
 
 export const hookPrinter =
@@ -44,7 +50,13 @@ export function registerDeploy(program: Command): void {
       'deploy only this component on top of the current release (or of --release); repeatable',
       collect,
     )
-    .option('--method <method>', 'where releases come from: filesystem (default)')
+    .option('--method <method>', 'where releases come from: filesystem (default), s3 or bos')
+    .option('--store <name>', 'a store from "stores:" in .deploy-tool.yaml (bucket, endpoint, mirrors)')
+    .option('--bucket <bucket>', 's3/bos: bucket name')
+    .option('--endpoint <url>', 's3/bos: endpoint URL (default: AWS, or https://s3.REGION.bcebos.com)')
+    .option('--region <region>', 's3/bos: region (bos default: bj)')
+    .option('--prefix <prefix>', 's3/bos: key prefix inside the bucket')
+    .option('--cache-dir <dir>', 's3/bos: download cache (default: $XDG_CACHE_HOME/deploy-tool)')
     .option(
       '--releases-dir <dir>',
       'folder holding published release folders (default: deployment/releases of the project)',
@@ -83,6 +95,14 @@ export function registerDeploy(program: Command): void {
             trustedKeys: opts.trustedKey,
             identities: opts.identity,
             passphraseEnv: opts.passphraseEnv,
+          },
+          remote: {
+            store: opts.store,
+            bucket: opts.bucket,
+            endpoint: opts.endpoint,
+            region: opts.region,
+            prefix: opts.prefix,
+            cacheDir: opts.cacheDir,
           },
         });
         ui.stopProgress();

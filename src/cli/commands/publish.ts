@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { relative } from 'node:path';
 import { publish } from '../../ops/publish.js';
 import { action, collect } from '../context.js';
-import { formatBytes } from '../ui.js';
+import { formatBytes, type Ui } from '../ui.js';
+import type { StorePublishInfo } from '../../store/publish.js';
 
 interface PublishFlags {
   component?: string[];
@@ -10,6 +11,12 @@ interface PublishFlags {
   method?: string;
   notes?: string;
   sign?: string;
+  store?: string;
+  bucket?: string;
+  endpoint?: string;
+  region?: string;
+  prefix?: string;
+  pointer?: string | false;
 }
 
 export function registerPublish(program: Command): void {
@@ -18,7 +25,14 @@ export function registerPublish(program: Command): void {
     .description('Publish components (and a release: a set of component versions) for deployment')
     .option('--component <type:version>', 'component to publish (repeatable)', collect)
     .option('--release-version <version>', 'release version to create (for example 2024.01.20)')
-    .option('--method <method>', 'filesystem (default)', 'filesystem')
+    .option('--method <method>', 'filesystem (default), s3 or bos (uploads to a bucket)', 'filesystem')
+    .option('--store <name>', 'a store from "stores:" in .deploy-tool.yaml (bucket, endpoint, mirrors)')
+    .option('--bucket <bucket>', 's3/bos: bucket name')
+    .option('--endpoint <url>', 's3/bos: endpoint URL (default: AWS, or https://s3.REGION.bcebos.com)')
+    .option('--region <region>', 's3/bos: region (bos default: bj)')
+    .option('--prefix <prefix>', 's3/bos: key prefix inside the bucket')
+    .option('--pointer <name>', 's3/bos: pointer moved to the new release (default: latest)')
+    .option('--no-pointer', 's3/bos: move no pointer')
     .option('--notes <text>', 'release notes stored in the release manifest')
     .option('--sign <key>', 'sign the release and component manifests with this private key (keys generate)')
     .action(
@@ -30,8 +44,18 @@ export function registerPublish(program: Command): void {
           method: opts.method,
           notes: opts.notes,
           sign: opts.sign,
+          store: opts.store,
+          bucket: opts.bucket,
+          endpoint: opts.endpoint,
+          region: opts.region,
+          prefix: opts.prefix,
+          pointer: opts.pointer,
         });
         ui.json({ ok: true, ...r });
+        if (r.store) {
+          renderStorePublish(ui, r.status, r.release, r.store, r.gitReleaseFile);
+          return;
+        }
         const rel = (p: string): string => relative(process.cwd(), p) || '.';
         const dir = `${rel(r.publishedDir)}/`;
         if (r.release) {
@@ -78,4 +102,46 @@ export function registerPublish(program: Command): void {
         );
       }),
     );
+}
+
+function renderStorePublish(
+  ui: Ui,
+  status: 'published' | 'unchanged',
+  release: string | undefined,
+  s: StorePublishInfo,
+  gitReleaseFile: string | undefined,
+): void {
+  if (release) {
+    ui.success(
+      status === 'unchanged'
+        ? `Release ${release} is already published (identical); nothing changed`
+        : `Release created: ${release}`,
+    );
+  } else {
+    ui.success(`Published ${s.components.map((c) => `${c.type}:${c.version}`).join(', ')} (no release)`);
+  }
+  ui.success(
+    `Uploaded to [${s.type}] ${s.location}: ${formatBytes(s.bytesUploaded)} sent, ${formatBytes(s.bytesReused)} already there`,
+  );
+  for (const c of s.components)
+    ui.info(
+      `  ${`${c.type}:${c.version}`.padEnd(28)} ${c.chunksUploaded ? `${c.chunksUploaded}/${c.chunks} chunks uploaded (${formatBytes(c.bytesUploaded)})` : 'already in the bucket'}`,
+    );
+  if (s.releaseKey) ui.info(`  release manifest: ${s.releaseKey}`);
+  if (s.pointer)
+    ui.info(
+      `  pointer ${s.pointer.name} -> ${s.pointer.release}${s.pointer.previous ? ` (was ${s.pointer.previous})` : ''}`,
+    );
+  if (!release) return;
+  ui.info('');
+  ui.info('Next steps:');
+  if (gitReleaseFile)
+    ui.info(
+      `  git add ${relative(process.cwd(), gitReleaseFile)} && git commit -m "Release version ${release}"`,
+    );
+  const flags =
+    s.type === 'filesystem'
+      ? `--store ${s.name}`
+      : `--method ${s.type} --bucket ${s.location.split(' bucket ')[1]?.split(' ')[0] ?? ''}`;
+  ui.info(`  deploy-tool deploy --release ${release} --target /opt/ml-apps/my-project ${flags}`);
 }

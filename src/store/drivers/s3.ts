@@ -95,7 +95,7 @@ interface SdkError {
   cause?: unknown;
 }
 
-const asSdk = (err: unknown): SdkError => (err && typeof err === 'object' ? (err) : {});
+const asSdk = (err: unknown): SdkError => (err && typeof err === 'object' ? err : {});
 const statusOf = (err: unknown): number | undefined =>
   asSdk(err).$metadata?.httpStatusCode ?? asSdk(err).$response?.statusCode;
 const nameOf = (err: unknown): string => {

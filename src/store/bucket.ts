@@ -1,0 +1,388 @@
+/**
+ * The content-addressed bucket layout used by the s3 and bos methods (and by filesystem stores
+ * that mirror a bucket). See docs/formats.md, "S3 bucket layout".
+ *
+ *   PREFIX/blobs/sha256/HEX                      chunk: consecutive compressed frames of an archive
+ *   PREFIX/archives/sha256/HEX.json              recipe: the chunks that concatenate to archive HEX
+ *   PREFIX/components/TYPE/VERSION/manifest.json component manifest (exact bytes) [+ .minisig]
+ *   PREFIX/releases/R/release.json               release manifest, written last [+ .minisig]
+ *   PREFIX/pointers/NAME.json                    mutable pointer ({"release": R}), compare-and-swap
+ *
+ * Chunks: each large file's frames form one chunk (a file that did not change between versions is
+ * the same chunk, stored once); the frames between large files are grouped into chunks of at most
+ * 64 MiB. Everything but pointers is written with If-None-Match: *, in the order blobs, recipe,
+ * component manifest, release manifest, so that a crash leaves nothing a reader would use.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { z } from 'zod';
+import { DeployToolError } from '../core/errors.js';
+import type { Reporter } from '../core/events.js';
+import { sha256Hex } from '../core/hash.js';
+import type { ComponentManifest } from '../manifest/component.js';
+import { parseReleaseManifestText, type ReleaseComponent } from '../manifest/release.js';
+import { storedArchive } from '../trust/encrypt.js';
+import type { Store } from './types.js';
+import { putFileRange } from './util.js';
+
+export const RECIPE_SCHEMA_VERSION = 1;
+const MiB = 1024 * 1024;
+/** Largest group chunk (frames of small files between large ones). */
+export const GROUP_CHUNK_MAX = 64 * MiB;
+
+export const keys = {
+  blob: (sha256: string): string => `blobs/sha256/${sha256}`,
+  recipe: (archiveSha256: string): string => `archives/sha256/${archiveSha256}.json`,
+  component: (type: string, version: string): string => `components/${type}/${version}/manifest.json`,
+  release: (release: string): string => `releases/${release}/release.json`,
+  pointer: (name: string): string => `pointers/${name}.json`,
+};
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+const uint = z.number().int().min(0);
+export const recipeSchema = z.object({
+  schemaVersion: z.literal(RECIPE_SCHEMA_VERSION),
+  kind: z.literal('deploy-tool/archive-recipe'),
+  archive: z.object({ name: z.string().min(1), size: uint, sha256 }),
+  chunks: z
+    .array(
+      z.object({
+        sha256,
+        offset: uint,
+        size: z.number().int().min(1),
+        /** First frame and number of frames, or null when the chunk is not frame-aligned (encrypted archives). */
+        frames: z.tuple([uint, z.number().int().min(1)]).nullable(),
+      }),
+    )
+    .max(1_000_000),
+});
+export type ArchiveRecipe = z.infer<typeof recipeSchema>;
+export type RecipeChunk = ArchiveRecipe['chunks'][number];
+
+/** Parses a recipe and checks it against the manifest (chunks tile the archive; frames match). */
+export function parseRecipe(text: string, m: ComponentManifest, where: string): ArchiveRecipe {
+  const bad = (why: string): never => {
+    throw new DeployToolError('ERR_MANIFEST_INVALID', `${where}: ${why}`, {
+      hint: 'The archive recipe in the bucket is damaged. Publish the component again.',
+    });
+  };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return bad('not valid JSON');
+  }
+  const parsed = recipeSchema.safeParse(raw);
+  if (!parsed.success) return bad(parsed.error.issues[0]?.message ?? 'invalid');
+  const r = parsed.data;
+  const stored = storedArchive(m);
+  if (r.archive.sha256 !== stored.sha256 || r.archive.size !== stored.size)
+    bad('describes another archive than the component manifest');
+  let off = 0;
+  for (const c of r.chunks) {
+    if (c.offset !== off) bad('chunks do not tile the archive');
+    if (c.frames) {
+      const [first, count] = c.frames;
+      const f0 = m.frames[first];
+      const fl = m.frames[first + count - 1];
+      if (!f0 || !fl || f0.offset !== c.offset || fl.offset + fl.size !== c.offset + c.size)
+        bad('a chunk does not cover whole frames');
+    }
+    off += c.size;
+  }
+  if (off !== stored.size) bad('chunks do not cover the archive');
+  return r;
+}
+
+/** Splits an archive into chunks (offsets only; sha256 computed from the bytes). */
+export function planChunks(m: ComponentManifest): Omit<RecipeChunk, 'sha256'>[] {
+  const stored = storedArchive(m);
+  const out: Omit<RecipeChunk, 'sha256'>[] = [];
+  if (stored.sha256 !== m.archive.sha256 || stored.size !== m.archive.size) {
+    // Encrypted: frames describe the plaintext; split the ciphertext at fixed sizes.
+    for (let off = 0; off < stored.size; off += GROUP_CHUNK_MAX)
+      out.push({ offset: off, size: Math.min(GROUP_CHUNK_MAX, stored.size - off), frames: null });
+    return out;
+  }
+  const files = m.files.filter((f) => f.type === 'file');
+  let fi = 0;
+  const ownerOf = (tarOffset: number, tarSize: number): number => {
+    while (fi < files.length) {
+      const f = files[fi];
+      if (!f || f.type !== 'file' || f.offset + f.size > tarOffset) break;
+      fi++;
+    }
+    const f = files[fi];
+    if (f && f.type === 'file' && f.offset <= tarOffset && tarOffset + tarSize <= f.offset + f.size)
+      return fi;
+    return -1;
+  };
+  let cur: { owner: number; offset: number; size: number; first: number; count: number } | undefined;
+  m.frames.forEach((f, i) => {
+    const owner = ownerOf(f.tarOffset, f.tarSize);
+    if (cur && cur.owner === owner && (owner >= 0 || cur.size + f.size <= GROUP_CHUNK_MAX)) {
+      cur.size += f.size;
+      cur.count++;
+      return;
+    }
+    if (cur) out.push({ offset: cur.offset, size: cur.size, frames: [cur.first, cur.count] });
+    cur = { owner, offset: f.offset, size: f.size, first: i, count: 1 };
+  });
+  if (cur) out.push({ offset: cur.offset, size: cur.size, frames: [cur.first, cur.count] });
+  return out;
+}
+
+async function hashRange(path: string, offset: number, size: number): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(path, {
+    start: offset,
+    end: offset + size - 1,
+    highWaterMark: 4 * MiB,
+  }))
+    h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+export async function buildRecipe(m: ComponentManifest, archivePath: string): Promise<ArchiveRecipe> {
+  const stored = storedArchive(m);
+  const chunks: RecipeChunk[] = [];
+  for (const c of planChunks(m))
+    chunks.push({ ...c, sha256: await hashRange(archivePath, c.offset, c.size) });
+  return {
+    schemaVersion: RECIPE_SCHEMA_VERSION,
+    kind: 'deploy-tool/archive-recipe',
+    archive: { name: stored.name, size: stored.size, sha256: stored.sha256 },
+    chunks,
+  };
+}
+
+const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
+
+/** Runs fn over items with at most `n` at a time. */
+export async function mapLimit<T, R>(
+  items: T[],
+  n: number,
+  fn: (item: T, i: number) => Promise<R>,
+): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  return out;
+}
+
+export interface UploadArchiveResult {
+  chunks: number;
+  chunksUploaded: number;
+  bytesUploaded: number;
+  bytesReused: number;
+}
+
+/** Uploads an archive's chunks that the bucket does not have, then its recipe. */
+export async function uploadArchive(
+  store: Store,
+  m: ComponentManifest,
+  archivePath: string,
+  o: Reporter & { item?: string; parallel?: number } = {},
+): Promise<UploadArchiveResult> {
+  const stored = storedArchive(m);
+  const recipeKey = keys.recipe(stored.sha256);
+  if (await store.head(recipeKey)) {
+    // The recipe is written after its chunks: the archive is already there.
+    o.onLog?.(`${stored.name}: already in ${store.location}`);
+    return { chunks: 0, chunksUploaded: 0, bytesUploaded: 0, bytesReused: stored.size };
+  }
+  o.onLog?.(`${stored.name}: hashing chunks`);
+  const recipe = await buildRecipe(m, archivePath);
+  let done = 0;
+  let uploaded = 0;
+  let bytesUploaded = 0;
+  await mapLimit(recipe.chunks, o.parallel ?? 3, async (c) => {
+    const key = keys.blob(c.sha256);
+    const have = await store.head(key);
+    if (!have || have.size !== c.size) {
+      o.onLog?.(`uploading ${key} (${c.size} bytes)`);
+      // A blob with the wrong size is a leftover of a broken upload: replace it.
+      await putFileRange(
+        store,
+        key,
+        archivePath,
+        { offset: c.offset, length: c.size },
+        {
+          ifNoneMatch: !have,
+        },
+      );
+      uploaded++;
+      bytesUploaded += c.size;
+    }
+    done += c.size;
+    o.onProgress?.({ phase: 'upload', item: o.item, done, total: stored.size, unit: 'bytes' });
+  });
+  await putImmutable(store, recipeKey, json(recipe), 'archive recipe');
+  return {
+    chunks: recipe.chunks.length,
+    chunksUploaded: uploaded,
+    bytesUploaded,
+    bytesReused: stored.size - bytesUploaded,
+  };
+}
+
+/**
+ * Writes an immutable object (If-None-Match). Already there with the same bytes: 'existing';
+ * with other bytes: null (the caller reports the conflict).
+ */
+export async function putImmutable(
+  store: Store,
+  key: string,
+  text: string,
+  _what: string,
+): Promise<'created' | 'existing' | null> {
+  const r = await store.put(key, text, { ifNoneMatch: true });
+  if (r.status === 'created' || r.status === 'replaced') return 'created';
+  const cur = await store.get(key);
+  return cur?.toString('utf8') === text ? 'existing' : null;
+}
+
+export interface BucketComponentInput {
+  entry: ReleaseComponent;
+  manifest: ComponentManifest;
+  text: string;
+  archivePath: string;
+}
+
+export interface BucketComponentResult extends UploadArchiveResult {
+  type: string;
+  version: string;
+  archiveSha256: string;
+  archiveSize: number;
+  manifest: 'created' | 'existing';
+}
+
+/** Publishes one component: archive chunks, recipe, then the component manifest (immutable). */
+export async function publishComponent(
+  store: Store,
+  c: BucketComponentInput,
+  o: Reporter = {},
+): Promise<BucketComponentResult> {
+  const { entry } = c;
+  const id = `${entry.type}:${entry.version}`;
+  const up = await uploadArchive(store, c.manifest, c.archivePath, { ...o, item: id });
+  const key = keys.component(entry.type, entry.version);
+  const status = await putImmutable(store, key, c.text, 'component manifest');
+  if (status === null) {
+    throw new DeployToolError(
+      'ERR_COMPONENT_EXISTS',
+      `Component ${id} is already published in ${store.location} with different content`,
+      {
+        hint: 'Published versions are immutable: pack the change under a new --version.',
+        details: { key },
+      },
+    );
+  }
+  return {
+    type: entry.type,
+    version: entry.version,
+    archiveSha256: entry.archiveSha256,
+    archiveSize: entry.archiveSize,
+    manifest: status,
+    ...up,
+  };
+}
+
+const releaseKeyOf = (cs: ReleaseComponent[]): string =>
+  cs
+    .map((c) => `${c.type}:${c.version}:${c.archiveSha256}:${c.manifestSha256}`)
+    .sort()
+    .join('|');
+
+/** The release manifest already in the bucket: same components -> its text; none -> undefined. */
+export async function existingRelease(
+  store: Store,
+  release: string,
+  entries: ReleaseComponent[],
+): Promise<string | undefined> {
+  const key = keys.release(release);
+  const buf = await store.get(key);
+  if (!buf) return undefined;
+  const text = buf.toString('utf8');
+  const m = parseReleaseManifestText(text, `${store.location} ${key}`);
+  if (releaseKeyOf(m.components) !== releaseKeyOf(entries)) {
+    throw new DeployToolError(
+      'ERR_RELEASE_EXISTS',
+      `Release ${release} is already published in ${store.location} with different components`,
+      {
+        hint: 'Published releases are immutable: choose a new --release-version.',
+        details: { existing: m.components.map((c) => `${c.type}:${c.version}`) },
+      },
+    );
+  }
+  return text;
+}
+
+/** Writes the release manifest last and exclusively: exactly one of racing publishers wins. */
+export async function putRelease(store: Store, release: string, text: string): Promise<void> {
+  const r = await store.put(keys.release(release), text, { ifNoneMatch: true });
+  if (r.status === 'exists') {
+    const cur = (await store.get(keys.release(release)))?.toString('utf8');
+    if (cur === text) return;
+    throw new DeployToolError(
+      'ERR_RELEASE_EXISTS',
+      `Release ${release} was published in ${store.location} by someone else meanwhile`,
+      {
+        hint: 'Published releases are immutable: run publish again to compare, or choose a new --release-version.',
+      },
+    );
+  }
+}
+
+export const pointerSchema = z.object({
+  schemaVersion: z.literal(1),
+  kind: z.literal('deploy-tool/pointer'),
+  release: z.string().min(1),
+  releaseSha256: sha256,
+  updatedAt: z.string(),
+});
+export type Pointer = z.infer<typeof pointerSchema>;
+
+/** Moves a pointer to a release with compare-and-swap (retries when another writer won). */
+export async function movePointer(
+  store: Store,
+  name: string,
+  release: string,
+  releaseText: string,
+): Promise<{ name: string; release: string; previous: string | null }> {
+  const key = keys.pointer(name);
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const info = await store.head(key);
+    let previous: string | null = null;
+    if (info) {
+      const cur = await store.get(key);
+      const parsed = pointerSchema.safeParse(JSON.parse(cur?.toString('utf8') ?? 'null') as unknown);
+      previous = parsed.success ? parsed.data.release : null;
+    }
+    const body = json({
+      schemaVersion: 1,
+      kind: 'deploy-tool/pointer',
+      release,
+      releaseSha256: sha256Hex(releaseText),
+      updatedAt: new Date().toISOString(),
+    } satisfies Pointer);
+    const r = info?.etag
+      ? await store.put(key, body, { ifMatch: info.etag })
+      : await store.put(key, body, { ifNoneMatch: true });
+    if (r.status === 'created' || r.status === 'replaced') return { name, release, previous };
+    await new Promise((res) => setTimeout(res, 20 + Math.random() * 80));
+  }
+  throw new DeployToolError(
+    'ERR_STORE',
+    `Could not move pointer ${name} in ${store.location}: too much contention`,
+    {
+      hint: 'Another publisher keeps moving it; try again.',
+    },
+  );
+}
