@@ -71,7 +71,7 @@ export function registerVerify(program: Command): void {
               .map((k) => `${r.problems.filter((p) => p.problem === k).length} ${k}`)
               .join(', ')}`,
             {
-              hint: `Deploy the release again to restore it (deploy-tool deploy --release ${r.release} --target ${r.target}), or find out who changed the files.`,
+              hint: `Find out who changed the files. To get intact files, switch to another kept release (deploy-tool version switch R --target ${r.target}) or deploy a newly published release; a release already on the target is not extracted again.`,
               details: { release: r.release, problems: r.problems },
             },
           );
