@@ -18,6 +18,8 @@ import { registerStats } from './commands/stats.js';
 import { registerLogin } from './commands/login.js';
 import { registerSearch } from './commands/search.js';
 import { registerInfo } from './commands/info.js';
+import { registerCache } from './commands/cache.js';
+import { registerMirrors } from './commands/mirrors.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -51,6 +53,8 @@ export function buildProgram(): Command {
     registerLogin,
     registerSearch,
     registerInfo,
+    registerCache,
+    registerMirrors,
   ])
     register(program);
   const visit = (cmd: Command): void => {

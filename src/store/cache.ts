@@ -4,7 +4,7 @@
  * + `HEX.part.json`, for resume). Least recently used chunks are evicted past the size cap
  * (use = mtime, touched on every hit). Default folder: $XDG_CACHE_HOME/deploy-tool (~/.cache/...).
  */
-import { mkdir, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { DeployToolError, errnoCode } from '../core/errors.js';
@@ -139,7 +139,8 @@ export function openCache(
     },
     async writePartial(sha, done) {
       await ensure(partial);
-      await writeFileAtomic(`${partialPath(sha)}.json`, JSON.stringify(done));
+      // Not fsynced: a torn list reads as empty (refetch), and each chunk's sha256 is checked at the end.
+      await writeFile(`${partialPath(sha)}.json`, JSON.stringify(done));
     },
     async dropPartial(sha) {
       await rm(partialPath(sha), { force: true });

@@ -1,0 +1,555 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- JSON documents from the CLI */
+/**
+ * publish and deploy with --method s3 / bos / --store against a real Ceph radosgw on loopback
+ * (scripts/ceph.sh): content-addressed uploads, immutability races, the download cache,
+ * incremental transfers, mirrors, and failures (credentials, bucket, endpoint, corruption,
+ * gateway killed mid-transfer).
+ */
+import { spawn } from 'node:child_process';
+import { readFile, readlink, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keys } from '../../src/store/bucket.js';
+import type { S3Store } from '../../src/store/drivers/s3.js';
+import {
+  CLI,
+  cleanupTempDirs,
+  makeProject,
+  noise,
+  runCli,
+  runJson,
+  tempDir,
+  writeTree,
+} from '../helpers/cli.js';
+import { gateway2, makeS3Store, startCeph, type Ceph } from '../store/ceph.js';
+
+const MiB = 1024 * 1024;
+const W = [0, 1, 2, 3].map((i) => noise(2 * MiB + i * 1000, 100 + i));
+
+let ceph: Ceph;
+let project: string;
+let env: Record<string, string>;
+
+async function ok(args: string[], cwd = project, extraEnv: Record<string, string> = {}): Promise<any> {
+  const r = await runJson(args, { cwd, env: { ...env, ...extraEnv } });
+  if (r.code !== 0)
+    throw new Error(`${args.join(' ')} failed (${r.code}):\n${JSON.stringify(r.json)}\n${r.stderr}`);
+  return r.json;
+}
+
+const s3Flags = (store: S3Store): string[] => [
+  '--method',
+  's3',
+  '--bucket',
+  store.bucket,
+  '--endpoint',
+  ceph.endpoint,
+];
+
+beforeAll(async () => {
+  ceph = await startCeph();
+  env = { ...ceph.env, DEPLOY_TOOL_S3_RETRY_BASE_MS: '50', DEPLOY_TOOL_S3_MAX_ATTEMPTS: '3' };
+  project = await makeProject({
+    'models/w0.bin': W[0]!,
+    'models/w1.bin': W[1]!,
+    'models/w2.bin': W[2]!,
+    'models/w3.bin': W[3]!,
+  });
+  for (const [dir, type, version] of [
+    ['./models', 'model', '1.0.0'],
+    ['./configs', 'config', '1.0.0'],
+    ['./runtime', 'runtime', '3.10.0'],
+  ] as const) {
+    const r = await runCli(['pack', dir, '--type', type, '--version', version], { cwd: project });
+    expect(r.code, r.stderr).toBe(0);
+  }
+  // model 2.0.0: one of the weight files changed.
+  await writeTree(project, { 'models/w2.bin': noise(2 * MiB + 2000, 999) });
+  const r = await runCli(['pack', './models', '--type', 'model', '--version', '2.0.0'], { cwd: project });
+  expect(r.code, r.stderr).toBe(0);
+}, 240_000);
+
+afterAll(cleanupTempDirs);
+
+describe('publish and deploy with --method s3 (radosgw)', { timeout: 180_000 }, () => {
+  let store: S3Store;
+  let cache: string;
+  const comps = [
+    '--component',
+    'model:1.0.0',
+    '--component',
+    'config:1.0.0',
+    '--component',
+    'runtime:3.10.0',
+  ];
+
+  beforeAll(async () => {
+    store = await makeS3Store(ceph, 'e2e');
+    cache = join(await tempDir('cache-'), 'c');
+  });
+
+  it('publishes content-addressed, release last, latest pointer; republishing uploads nothing', async () => {
+    const r = await ok(['publish', ...comps, '--release-version', '2024.01.20', ...s3Flags(store)]);
+    expect(r).toMatchObject({ status: 'published', method: 's3', release: '2024.01.20' });
+    expect(r.store.bytesUploaded).toBeGreaterThan(8 * MiB);
+    expect(r.store.pointer).toMatchObject({ name: 'latest', release: '2024.01.20', previous: null });
+    const listed = (await store.list('')).map((o) => o.key);
+    expect(listed).toContain('releases/2024.01.20/release.json');
+    expect(listed).toContain('components/model/1.0.0/manifest.json');
+    expect(listed).toContain('pointers/latest.json');
+    // Each weight file is its own blob.
+    expect(listed.filter((k) => k.startsWith('blobs/sha256/')).length).toBeGreaterThanOrEqual(5);
+    // The git copy of the release manifest is the bucket's, byte for byte.
+    const git = await readFile(join(project, 'deployment/releases/2024.01.20.release.json'), 'utf8');
+    expect((await store.get('releases/2024.01.20/release.json'))?.toString()).toBe(git);
+
+    const again = await ok(['publish', ...comps, '--release-version', '2024.01.20', ...s3Flags(store)]);
+    expect(again.status).toBe('unchanged');
+    expect(again.store.bytesUploaded).toBe(0);
+    // Same components in a new release: no content bytes uploaded either.
+    const r2 = await ok(['publish', ...comps, '--release-version', '2024.01.21', ...s3Flags(store)]);
+    expect(r2.store.bytesUploaded).toBe(0);
+    expect(r2.store.pointer).toMatchObject({ release: '2024.01.21', previous: '2024.01.20' });
+  });
+
+  it('a new model version with one changed weight file uploads and downloads about that file', async () => {
+    const target = join(await tempDir('tgt-'), 't');
+    const d1 = await ok([
+      'deploy',
+      '--release',
+      '2024.01.20',
+      '--target',
+      target,
+      ...s3Flags(store),
+      '--cache-dir',
+      cache,
+    ]);
+    expect(d1.status).toBe('deployed');
+    expect((await readFile(join(target, 'model', 'w1.bin'))).equals(W[1]!)).toBe(true);
+    expect(await readlink(join(target, 'current'))).toBe('releases/2024.01.20');
+
+    const p = await ok([
+      'publish',
+      '--component',
+      'model:2.0.0',
+      '--component',
+      'config:1.0.0',
+      '--release-version',
+      '2024.02.01',
+      ...s3Flags(store),
+    ]);
+    const fileSize = 2 * MiB + 2000;
+    expect(p.store.bytesUploaded).toBeLessThanOrEqual(1.05 * fileSize + 64 * 1024);
+    expect(p.store.bytesUploaded).toBeGreaterThanOrEqual(fileSize * 0.9);
+
+    const d2 = await runCli(
+      [
+        'deploy',
+        '--release',
+        '2024.02.01',
+        '--target',
+        target,
+        ...s3Flags(store),
+        '--cache-dir',
+        cache,
+        '-v',
+      ],
+      { cwd: project, env },
+    );
+    expect(d2.code, d2.stderr).toBe(0);
+    const m = /model:2\.0\.0: (\d+) bytes downloaded/.exec(d2.stderr);
+    expect(m, d2.stderr).toBeTruthy();
+    expect(Number(m![1])).toBeLessThanOrEqual(1.05 * fileSize + 64 * 1024);
+    expect(await readlink(join(target, 'current'))).toBe('releases/2024.02.01');
+  });
+
+  it('a second target on the same host deploys from the cache (no archive bytes downloaded)', async () => {
+    const target = join(await tempDir('tgt-'), 't2');
+    const d = await runCli(
+      [
+        'deploy',
+        '--release',
+        '2024.01.20',
+        '--target',
+        target,
+        ...s3Flags(store),
+        '--cache-dir',
+        cache,
+        '-v',
+      ],
+      { cwd: project, env },
+    );
+    expect(d.code, d.stderr).toBe(0);
+    for (const id of ['model:1.0.0', 'config:1.0.0', 'runtime:3.10.0'])
+      expect(d.stderr).toContain(`${id}: 0 bytes downloaded`);
+  });
+
+  it('two publishers racing on one release version: exactly one wins, the other gets a conflict', async () => {
+    const args = (component: string): string[] => [
+      'publish',
+      '--component',
+      component,
+      '--release-version',
+      '2024.03.01',
+      ...s3Flags(store),
+      '--json',
+    ];
+    const [a, b] = await Promise.all([
+      runCli(args('config:1.0.0'), { cwd: project, env }),
+      runCli(args('runtime:3.10.0'), { cwd: project, env }),
+    ]);
+    const codes = [a.code, b.code].sort();
+    expect(codes).toEqual([0, 1]);
+    const loser = a.code === 0 ? b : a;
+    expect(JSON.parse(loser.stdout).error.code).toBe('ERR_RELEASE_EXISTS');
+  });
+
+  it('a component version cannot be republished with other content', async () => {
+    const dir = await makeProject();
+    await writeTree(dir, { 'configs/settings.yaml': 'threshold: 0.99\n' });
+    expect(
+      (await runCli(['pack', './configs', '--type', 'config', '--version', '1.0.0'], { cwd: dir })).code,
+    ).toBe(0);
+    const r = await runJson(['publish', '--component', 'config:1.0.0', ...s3Flags(store)], { cwd: dir, env });
+    expect(r.code).toBe(1);
+    expect(r.json.error.code).toBe('ERR_COMPONENT_EXISTS');
+  });
+});
+
+describe('--method bos and named stores', { timeout: 180_000 }, () => {
+  it('bos: publish and deploy with --endpoint, credentials from BOS_ACCESS_KEY_ID/BOS_SECRET_ACCESS_KEY', async () => {
+    const store = await makeS3Store(ceph, 'bos');
+    const bosEnv = {
+      BOS_ACCESS_KEY_ID: ceph.accessKeyId,
+      BOS_SECRET_ACCESS_KEY: ceph.secretAccessKey,
+      AWS_ACCESS_KEY_ID: '',
+      AWS_SECRET_ACCESS_KEY: '',
+    };
+    const flags = ['--method', 'bos', '--bucket', store.bucket, '--endpoint', ceph.endpoint];
+    const p = await ok(
+      ['publish', '--component', 'config:1.0.0', '--release-version', '2024.01.20', ...flags],
+      project,
+      bosEnv,
+    );
+    expect(p.method).toBe('bos');
+    const target = join(await tempDir('tgt-'), 't');
+    const cache = await tempDir('cache-');
+    const d = await ok(
+      ['deploy', '--release', '2024.01.20', '--target', target, ...flags, '--cache-dir', cache],
+      project,
+      bosEnv,
+    );
+    expect(d.status).toBe('deployed');
+    expect(await readFile(join(target, 'config', 'settings.yaml'), 'utf8')).toBe('threshold: 0.5\n');
+  });
+
+  it('--store NAME from .deploy-tool.yaml; a secret in the YAML is refused', async () => {
+    const store = await makeS3Store(ceph, 'named');
+    const dir = await makeProject();
+    expect(
+      (await runCli(['pack', './configs', '--type', 'config', '--version', '1.0.0'], { cwd: dir })).code,
+    ).toBe(0);
+    const yaml = await readFile(join(dir, '.deploy-tool.yaml'), 'utf8');
+    const stores = `stores:\n  models:\n    type: s3\n    bucket: ${store.bucket}\n    endpoint: ${ceph.endpoint}\n    region: us-east-1\n    prefix: team/ml\n`;
+    await writeTree(dir, { '.deploy-tool.yaml': yaml + stores });
+    const p = await ok(
+      ['publish', '--component', 'config:1.0.0', '--release-version', 'r1', '--store', 'models'],
+      dir,
+    );
+    expect(p.store.name).toBe('models');
+    expect((await store.list('team/ml/releases/')).map((o) => o.key)).toEqual([
+      'team/ml/releases/r1/release.json',
+    ]);
+    const target = join(await tempDir('tgt-'), 't');
+    const d = await ok(
+      [
+        'deploy',
+        '--release',
+        'r1',
+        '--target',
+        target,
+        '--store',
+        'models',
+        '--cache-dir',
+        await tempDir('c-'),
+      ],
+      dir,
+    );
+    expect(d.status).toBe('deployed');
+
+    await writeTree(dir, {
+      '.deploy-tool.yaml': `${yaml}${stores}    secret_access_key: abcdefgh12345678\n`,
+    });
+    const bad = await runJson(['publish', '--component', 'config:1.0.0', '--store', 'models'], {
+      cwd: dir,
+      env,
+    });
+    expect(bad.code).not.toBe(0);
+    expect(bad.json.error.code).toBe('ERR_CONFIG_SECRET');
+    expect(JSON.stringify(bad.json)).not.toContain('abcdefgh12345678');
+  });
+});
+
+describe('failures against radosgw', { timeout: 180_000 }, () => {
+  let store: S3Store;
+  beforeAll(async () => {
+    store = await makeS3Store(ceph, 'fail');
+    await ok([
+      'publish',
+      '--component',
+      'model:1.0.0',
+      '--component',
+      'config:1.0.0',
+      '--release-version',
+      'r1',
+      ...s3Flags(store),
+    ]);
+  });
+
+  it('wrong credentials: names endpoint and bucket, the secret is redacted', async () => {
+    const secret = 'wrong-secret-value-0123456789';
+    const r = await runJson(
+      ['deploy', '--release', 'r1', '--target', join(await tempDir('t-'), 't'), ...s3Flags(store)],
+      {
+        cwd: project,
+        env: { ...env, AWS_SECRET_ACCESS_KEY: secret },
+      },
+    );
+    expect(r.code).toBe(1);
+    expect(r.json.error.code).toBe('ERR_STORE');
+    expect(r.json.error.message).toContain(ceph.endpoint);
+    expect(r.json.error.message).toContain(store.bucket);
+    expect(r.json.error.message).toMatch(/access denied/);
+    expect(JSON.stringify(r.json) + r.stderr).not.toContain(secret);
+  });
+
+  it('missing bucket and unreachable endpoint: clear errors', async () => {
+    const t = join(await tempDir('t-'), 't');
+    const nb = await runJson(
+      [
+        'deploy',
+        '--release',
+        'r1',
+        '--target',
+        t,
+        '--method',
+        's3',
+        '--bucket',
+        'no-such-bucket-xyz',
+        '--endpoint',
+        ceph.endpoint,
+      ],
+      { cwd: project, env },
+    );
+    expect(nb.json.error.code).toBe('ERR_STORE');
+    expect(nb.json.error.message).toMatch(/no-such-bucket-xyz.*does not exist/);
+    const un = await runJson(
+      [
+        'publish',
+        '--component',
+        'config:1.0.0',
+        '--method',
+        's3',
+        '--bucket',
+        store.bucket,
+        '--endpoint',
+        'http://127.0.0.1:1',
+      ],
+      { cwd: project, env },
+    );
+    expect(un.json.error.code).toBe('ERR_STORE');
+    expect(un.json.error.message).toContain('http://127.0.0.1:1');
+    expect(un.json.error.message).toContain(store.bucket);
+    expect(un.json.error.message).toMatch(/cannot reach the endpoint \(ECONNREFUSED after 3 attempts\)/);
+  });
+
+  it('one byte overwritten in the bucket: refused before extracting; served by the mirror when there is one', async () => {
+    const mirror = await makeS3Store(ceph, 'mirror');
+    await ok([
+      'publish',
+      '--component',
+      'model:1.0.0',
+      '--component',
+      'config:1.0.0',
+      '--release-version',
+      'r1',
+      ...s3Flags(mirror),
+    ]);
+    // Corrupt the blob of w1.bin in the primary bucket.
+    const blobs = (await store.list('blobs/')).filter((o) => o.size > MiB);
+    const victim = blobs[0]!;
+    const bytes = (await store.get(victim.key))!;
+    bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+    await store.put(victim.key, bytes);
+
+    const target = join(await tempDir('t-'), 't');
+    const bad = await runJson(
+      [
+        'deploy',
+        '--release',
+        'r1',
+        '--target',
+        target,
+        ...s3Flags(store),
+        '--cache-dir',
+        await tempDir('c-'),
+      ],
+      { cwd: project, env },
+    );
+    expect(bad.code).toBe(1);
+    expect(bad.json.error.code).toBe('ERR_ARCHIVE_CORRUPT');
+    expect(bad.json.error.message).toContain(victim.key);
+    const releases = await readdir(join(target, 'releases')).catch(() => []);
+    expect(releases).toEqual([]);
+    await expect(readlink(join(target, 'current'))).rejects.toThrow();
+
+    const dir = project;
+    const yaml = await readFile(join(dir, '.deploy-tool.yaml'), 'utf8');
+    try {
+      await writeTree(dir, {
+        '.deploy-tool.yaml': `${yaml}stores:\n  main:\n    type: s3\n    bucket: ${store.bucket}\n    endpoint: ${ceph.endpoint}\n    mirrors: [backup]\n  backup:\n    type: s3\n    bucket: ${mirror.bucket}\n    endpoint: ${ceph.endpoint}\n`,
+      });
+      const good = await runJson(
+        [
+          'deploy',
+          '--release',
+          'r1',
+          '--target',
+          target,
+          '--store',
+          'main',
+          '--cache-dir',
+          await tempDir('c-'),
+        ],
+        { cwd: dir, env },
+      );
+      expect(good.code, good.stderr).toBe(0);
+      expect(good.stderr).toMatch(/does not match its sha256; trying mirror backup/);
+      expect((await readFile(join(target, 'model', 'w1.bin'))).equals(W[1]!)).toBe(true);
+    } finally {
+      await writeTree(dir, { '.deploy-tool.yaml': yaml });
+    }
+  });
+
+  it('gateway killed mid-download: retries, then a clear failure; current untouched; resumes later', async () => {
+    await gateway2('start');
+    const big = await makeS3Store(ceph, 'kill');
+    const flags = ['--method', 's3', '--bucket', big.bucket, '--endpoint', ceph.endpoint2];
+    await ok(['publish', '--component', 'config:1.0.0', '--release-version', 'r0', ...flags]);
+    const dir = await makeProject({ 'models/big.bin': noise(48 * MiB, 5) });
+    expect(
+      (
+        await runCli(['pack', './models', '--type', 'model', '--version', '9.0.0', '--compression', 'none'], {
+          cwd: dir,
+        })
+      ).code,
+    ).toBe(0);
+    await ok(['publish', '--component', 'model:9.0.0', '--release-version', 'r9', ...flags], dir);
+    const target = join(await tempDir('t-'), 't');
+    const cache = await tempDir('c-');
+    await ok(['deploy', '--release', 'r0', '--target', target, ...flags, '--cache-dir', cache], dir);
+
+    // Deploy r9 and kill the gateway as soon as the archive download starts.
+    const child = spawn(
+      process.execPath,
+      [CLI, 'deploy', '--release', 'r9', '--target', target, ...flags, '--cache-dir', cache, '-v', '--json'],
+      {
+        cwd: dir,
+        env: { ...process.env, NO_COLOR: '1', ...env, DEPLOY_TOOL_S3_MAX_ATTEMPTS: '3' },
+      },
+    );
+    let stderr = '';
+    let stdout = '';
+    let killed: Promise<void> | undefined;
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+      if (!killed && /model:9\.0\.0: \d+ chunks/.test(stderr)) killed = gateway2('kill');
+    });
+    const code = await new Promise<number>((res) => child.on('close', (c) => res(c ?? -1)));
+    await killed;
+    expect(killed, stderr).toBeDefined();
+    expect(code, stderr).toBe(1);
+    const err = JSON.parse(stdout).error;
+    expect(err.code).toBe('ERR_STORE');
+    expect(err.message).toContain(ceph.endpoint2);
+    expect(err.message).toMatch(/after 3 attempts/);
+    expect(await readlink(join(target, 'current'))).toBe('releases/r0');
+    expect(await readdir(join(target, 'releases'))).toEqual(['r0']);
+
+    await gateway2('start');
+    const d = await runCli(
+      ['deploy', '--release', 'r9', '--target', target, ...flags, '--cache-dir', cache, '-v'],
+      { cwd: dir, env },
+    );
+    expect(d.code, d.stderr).toBe(0);
+    expect(await readlink(join(target, 'current'))).toBe('releases/r9');
+    await gateway2('kill');
+  });
+});
+
+describe('bucket layout is readable with any S3 tool', { timeout: 180_000 }, () => {
+  it('the recipe names the chunks that concatenate to the archive', async () => {
+    const store = await makeS3Store(ceph, 'layout');
+    await ok(['publish', '--component', 'model:1.0.0', '--release-version', 'r1', ...s3Flags(store)]);
+    const comp = JSON.parse((await store.get(keys.component('model', '1.0.0')))!.toString());
+    const recipe = JSON.parse((await store.get(keys.recipe(comp.archive.sha256)))!.toString());
+    const parts = await Promise.all(
+      recipe.chunks.map(async (c: any) => (await store.get(keys.blob(c.sha256)))!),
+    );
+    const archive = Buffer.concat(parts);
+    expect(archive.length).toBe(comp.archive.size);
+    expect(archive.equals(await readFile(join(project, 'dist', comp.archive.name)))).toBe(true);
+  }, 180_000);
+});
+
+describe('cache and mirrors commands', { timeout: 180_000 }, () => {
+  it('cache list|prune|clear; mirrors check prints health and latency', async () => {
+    const store = await makeS3Store(ceph, 'cmd');
+    await ok(['publish', '--component', 'config:1.0.0', '--release-version', 'r1', ...s3Flags(store)]);
+    const cache = await tempDir('c-');
+    await ok([
+      'deploy',
+      '--release',
+      'r1',
+      '--target',
+      join(await tempDir('t-'), 't'),
+      ...s3Flags(store),
+      '--cache-dir',
+      cache,
+    ]);
+    const l = await ok(['cache', 'list', '--cache-dir', cache]);
+    expect(l.entries.length).toBeGreaterThanOrEqual(1);
+    expect(l.totalBytes).toBeGreaterThan(0);
+    const p = await ok(['cache', 'prune', '--cache-dir', cache, '--max-size', '0']);
+    expect(p.removed).toBe(l.entries.length);
+    expect((await ok(['cache', 'list', '--cache-dir', cache])).entries).toEqual([]);
+    await ok([
+      'deploy',
+      '--release',
+      'r1',
+      '--target',
+      join(await tempDir('t-'), 't'),
+      ...s3Flags(store),
+      '--cache-dir',
+      cache,
+    ]);
+    const c = await ok(['cache', 'clear', '--cache-dir', cache]);
+    expect(c.removed).toBeGreaterThanOrEqual(1);
+
+    const m = await ok(['mirrors', 'check', ...s3Flags(store)]);
+    expect(m.stores).toHaveLength(1);
+    expect(m.stores[0]).toMatchObject({ ok: true, latest: 'r1' });
+
+    const dir = await makeProject();
+    const yaml = await readFile(join(dir, '.deploy-tool.yaml'), 'utf8');
+    await writeTree(dir, {
+      '.deploy-tool.yaml': `${yaml}stores:\n  main:\n    type: s3\n    bucket: ${store.bucket}\n    endpoint: ${ceph.endpoint}\n    mirrors: [down]\n  down:\n    type: s3\n    bucket: ${store.bucket}\n    endpoint: http://127.0.0.1:1\n`,
+    });
+    const r = await runJson(['mirrors', 'check', '--store', 'main'], { cwd: dir, env });
+    expect(r.code).toBe(1);
+    expect(r.json).toMatchObject({ healthy: 1, total: 2 });
+    expect(r.json.stores[1]).toMatchObject({ name: 'down', ok: false, priority: 1 });
+    expect(r.json.stores[1].error.message).toContain('http://127.0.0.1:1');
+  });
+});
