@@ -31,7 +31,7 @@ let project: string;
 let env: Record<string, string>;
 
 async function ok(args: string[], cwd = project, extraEnv: Record<string, string> = {}): Promise<any> {
-  const r = await runJson(args, { cwd, env: { ...env, ...extraEnv } });
+  const r = await runJson<any>(args, { cwd, env: { ...env, ...extraEnv } });
   if (r.code !== 0)
     throw new Error(`${args.join(' ')} failed (${r.code}):\n${JSON.stringify(r.json)}\n${r.stderr}`);
   return r.json;
@@ -210,7 +210,10 @@ describe('publish and deploy with --method s3 (radosgw)', { timeout: 180_000 }, 
     expect(
       (await runCli(['pack', './configs', '--type', 'config', '--version', '1.0.0'], { cwd: dir })).code,
     ).toBe(0);
-    const r = await runJson(['publish', '--component', 'config:1.0.0', ...s3Flags(store)], { cwd: dir, env });
+    const r = await runJson<any>(['publish', '--component', 'config:1.0.0', ...s3Flags(store)], {
+      cwd: dir,
+      env,
+    });
     expect(r.code).toBe(1);
     expect(r.json.error.code).toBe('ERR_COMPONENT_EXISTS');
   });
@@ -280,7 +283,7 @@ describe('--method bos and named stores', { timeout: 180_000 }, () => {
     await writeTree(dir, {
       '.deploy-tool.yaml': `${yaml}${stores}    secret_access_key: abcdefgh12345678\n`,
     });
-    const bad = await runJson(['publish', '--component', 'config:1.0.0', '--store', 'models'], {
+    const bad = await runJson<any>(['publish', '--component', 'config:1.0.0', '--store', 'models'], {
       cwd: dir,
       env,
     });
@@ -308,7 +311,7 @@ describe('failures against radosgw', { timeout: 180_000 }, () => {
 
   it('wrong credentials: names endpoint and bucket, the secret is redacted', async () => {
     const secret = 'wrong-secret-value-0123456789';
-    const r = await runJson(
+    const r = await runJson<any>(
       ['deploy', '--release', 'r1', '--target', join(await tempDir('t-'), 't'), ...s3Flags(store)],
       {
         cwd: project,
@@ -325,7 +328,7 @@ describe('failures against radosgw', { timeout: 180_000 }, () => {
 
   it('missing bucket and unreachable endpoint: clear errors', async () => {
     const t = join(await tempDir('t-'), 't');
-    const nb = await runJson(
+    const nb = await runJson<any>(
       [
         'deploy',
         '--release',
@@ -343,7 +346,7 @@ describe('failures against radosgw', { timeout: 180_000 }, () => {
     );
     expect(nb.json.error.code).toBe('ERR_STORE');
     expect(nb.json.error.message).toMatch(/no-such-bucket-xyz.*does not exist/);
-    const un = await runJson(
+    const un = await runJson<any>(
       [
         'publish',
         '--component',
@@ -383,7 +386,7 @@ describe('failures against radosgw', { timeout: 180_000 }, () => {
     await store.put(victim.key, bytes);
 
     const target = join(await tempDir('t-'), 't');
-    const bad = await runJson(
+    const bad = await runJson<any>(
       [
         'deploy',
         '--release',
@@ -409,7 +412,7 @@ describe('failures against radosgw', { timeout: 180_000 }, () => {
       await writeTree(dir, {
         '.deploy-tool.yaml': `${yaml}stores:\n  main:\n    type: s3\n    bucket: ${store.bucket}\n    endpoint: ${ceph.endpoint}\n    mirrors: [backup]\n  backup:\n    type: s3\n    bucket: ${mirror.bucket}\n    endpoint: ${ceph.endpoint}\n`,
       });
-      const good = await runJson(
+      const good = await runJson<any>(
         [
           'deploy',
           '--release',
@@ -546,7 +549,7 @@ describe('cache and mirrors commands', { timeout: 180_000 }, () => {
     await writeTree(dir, {
       '.deploy-tool.yaml': `${yaml}stores:\n  main:\n    type: s3\n    bucket: ${store.bucket}\n    endpoint: ${ceph.endpoint}\n    mirrors: [down]\n  down:\n    type: s3\n    bucket: ${store.bucket}\n    endpoint: http://127.0.0.1:1\n`,
     });
-    const r = await runJson(['mirrors', 'check', '--store', 'main'], { cwd: dir, env });
+    const r = await runJson<any>(['mirrors', 'check', '--store', 'main'], { cwd: dir, env });
     expect(r.code).toBe(1);
     expect(r.json).toMatchObject({ healthy: 1, total: 2 });
     expect(r.json.stores[1]).toMatchObject({ name: 'down', ok: false, priority: 1 });
