@@ -491,6 +491,56 @@ describe('failures against radosgw', { timeout: 180_000 }, () => {
   });
 });
 
+describe('gateway killed mid-upload', { timeout: 180_000 }, () => {
+  it('retries, then a clear failure; no release visible; publishing again completes it', async () => {
+    await gateway2('start');
+    const store = await makeS3Store(ceph, 'upkill');
+    const flags = ['--method', 's3', '--bucket', store.bucket, '--endpoint', ceph.endpoint2];
+    const dir = await makeProject({ 'models/big.bin': noise(64 * MiB, 6) });
+    const packed = await runCli(
+      ['pack', './models', '--type', 'model', '--version', '9.0.0', '--compression', 'none'],
+      {
+        cwd: dir,
+      },
+    );
+    expect(packed.code, packed.stderr).toBe(0);
+    const child = spawn(
+      process.execPath,
+      [CLI, 'publish', '--component', 'model:9.0.0', '--release-version', 'r9', ...flags, '-v', '--json'],
+      { cwd: dir, env: { ...process.env, NO_COLOR: '1', ...env, DEPLOY_TOOL_S3_MAX_ATTEMPTS: '3' } },
+    );
+    let stderr = '';
+    let stdout = '';
+    let killed: Promise<void> | undefined;
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+      if (!killed && /uploading blobs\/sha256\/\w+ \((\d{8,}) bytes\)/.test(stderr))
+        killed = gateway2('kill');
+    });
+    const code = await new Promise<number>((res) => child.on('close', (c) => res(c ?? -1)));
+    await killed;
+    expect(killed, stderr).toBeDefined();
+    expect(code, stderr).toBe(1);
+    const err = JSON.parse(stdout).error;
+    expect(err.code).toBe('ERR_STORE');
+    expect(err.message).toContain(ceph.endpoint2);
+    expect(err.message).toContain(store.bucket);
+    // Nothing a reader would use: no release, no component manifest.
+    expect(await store.list('releases/')).toEqual([]);
+    expect(await store.list('components/')).toEqual([]);
+
+    await gateway2('start');
+    const again = await ok(
+      ['publish', '--component', 'model:9.0.0', '--release-version', 'r9', ...flags],
+      dir,
+    );
+    expect(again.status).toBe('published');
+    expect((await store.list('releases/')).map((o) => o.key)).toEqual(['releases/r9/release.json']);
+    await gateway2('kill');
+  });
+});
+
 describe('bucket layout is readable with any S3 tool', { timeout: 180_000 }, () => {
   it('the recipe names the chunks that concatenate to the archive', async () => {
     const store = await makeS3Store(ceph, 'layout');

@@ -140,8 +140,8 @@ function renderStorePublish(
       `  git add ${relative(process.cwd(), gitReleaseFile)} && git commit -m "Release version ${release}"`,
     );
   const flags =
-    s.type === 'filesystem'
-      ? `--store ${s.name}`
-      : `--method ${s.type} --bucket ${s.location.split(' bucket ')[1]?.split(' ')[0] ?? ''}`;
+    s.name === 's3' || s.name === 'bos'
+      ? `--method ${s.type} --bucket ${s.location.split(' bucket ')[1]?.split(' ')[0] ?? 'BUCKET'}`
+      : `--store ${s.name}`;
   ui.info(`  deploy-tool deploy --release ${release} --target /opt/ml-apps/my-project ${flags}`);
 }
