@@ -51,32 +51,76 @@ write('runtime/requirements.txt', 'numpy==1.26.4\n');
 run(['pack', './models', '--auto', '--type', 'model', '--version', '1.0.0']);
 run(['pack', './configs', '--auto', '--type', 'config', '--version', '1.0.0']);
 run(['pack', './runtime', '--auto', '--type', 'runtime', '--version', '3.10.0']);
-run(['publish', '--component', 'model:1.0.0', '--component', 'config:1.0.0', '--component', 'runtime:3.10.0', '--release-version', '2024.01.20', '--method', 'filesystem']);
+run([
+  'publish',
+  '--component',
+  'model:1.0.0',
+  '--component',
+  'config:1.0.0',
+  '--component',
+  'runtime:3.10.0',
+  '--release-version',
+  '2024.01.20',
+  '--method',
+  'filesystem',
+]);
 
 // A second release that only changes the config.
 write('configs/settings.yaml', 'threshold: 0.7\nbatch_size: 8\n');
 run(['pack', './configs', '--type', 'config', '--version', '1.1.0']);
-run(['publish', '--component', 'model:1.0.0', '--component', 'config:1.1.0', '--component', 'runtime:3.10.0', '--release-version', '2024.01.21']);
+run([
+  'publish',
+  '--component',
+  'model:1.0.0',
+  '--component',
+  'config:1.1.0',
+  '--component',
+  'runtime:3.10.0',
+  '--release-version',
+  '2024.01.21',
+]);
 run(['release', 'list']);
 
-const hasDeploy = /\n\s+deploy\b/.test(spawnSync(process.execPath, [cli, '--help'], { encoding: 'utf8' }).stdout);
+const hasDeploy = /\n\s+deploy\b/.test(
+  spawnSync(process.execPath, [cli, '--help'], { encoding: 'utf8' }).stdout,
+);
 if (hasDeploy) {
   // "Transfer" the release folders to the server, then deploy from there.
   mkdirSync(join(server, 'releases'), { recursive: true });
   for (const r of ['2024.01.20', '2024.01.21']) {
-    spawnSync('cp', ['-r', join(project, 'deployment', 'releases', r), join(server, 'releases', r)], { stdio: 'inherit' });
+    spawnSync('cp', ['-r', join(project, 'deployment', 'releases', r), join(server, 'releases', r)], {
+      stdio: 'inherit',
+    });
   }
   const target = join(server, 'ml-apps', 'my-project');
   const releasesDir = join(server, 'releases');
-  run(['deploy', '--release', '2024.01.20', '--target', target, '--method', 'filesystem', '--releases-dir', releasesDir], { cwd: server });
-  run(['deploy', '--release', '2024.01.21', '--target', target, '--releases-dir', releasesDir, '--dry-run'], { cwd: server });
-  run(['deploy', '--release', '2024.01.21', '--target', target, '--releases-dir', releasesDir], { cwd: server });
+  run(
+    [
+      'deploy',
+      '--release',
+      '2024.01.20',
+      '--target',
+      target,
+      '--method',
+      'filesystem',
+      '--releases-dir',
+      releasesDir,
+    ],
+    { cwd: server },
+  );
+  run(['deploy', '--release', '2024.01.21', '--target', target, '--releases-dir', releasesDir, '--dry-run'], {
+    cwd: server,
+  });
+  run(['deploy', '--release', '2024.01.21', '--target', target, '--releases-dir', releasesDir], {
+    cwd: server,
+  });
   run(['version', 'list', '--target', target], { cwd: server });
   run(['version', 'switch', '2024.01.20', '--target', target], { cwd: server });
   run(['version', 'rollback', '--target', target], { cwd: server });
   run(['verify', '--target', target], { cwd: server });
   run(['status', '--target', target], { cwd: server });
-  if (existsSync(join(target, 'config'))) console.log(`\n${target}/config -> ${readlinkSync(join(target, 'config'))}`);
+  if (existsSync(join(target, 'config')))
+    console.log(`\n${target}/config -> ${readlinkSync(join(target, 'config'))}`);
 }
 
 console.log(`\nDemo finished. Everything is in ${work}`);

@@ -4,7 +4,14 @@
  */
 export { DeployToolError, isDeployToolError, type ErrorCode } from './core/errors.js';
 export type { CommonOptions, ProgressEvent, Reporter } from './core/events.js';
-export { parseConfig, loadConfig, CONFIG_FILE, COMPRESSIONS, type ProjectConfig, type Compression } from './core/config.js';
+export {
+  parseConfig,
+  loadConfig,
+  CONFIG_FILE,
+  COMPRESSIONS,
+  type ProjectConfig,
+  type Compression,
+} from './core/config.js';
 export { openProject, findProjectRoot, type Project } from './core/project.js';
 export { redact } from './core/redact.js';
 export { initProject, type InitOptions, type InitResult } from './ops/init.js';
