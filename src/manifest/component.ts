@@ -18,7 +18,9 @@ export const LIMITS = {
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
 const uint = z.number().int().min(0).max(LIMITS.maxSize);
-const mode = z.string().regex(/^0[0-7]{3}$/, 'must be an octal mode like 0644');
+// Four octal digits; the first (setuid 4, setgid 2, sticky 1) may be set by a foreign packer and is
+// accepted so that the header check still proves the tar matches, but it is stripped on extraction.
+const mode = z.string().regex(/^[0-7]{4}$/, 'must be four octal digits like 0644');
 
 export const frameSchema = z.object({
   offset: uint,
