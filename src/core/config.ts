@@ -11,9 +11,16 @@ export type Compression = (typeof COMPRESSIONS)[number];
 
 const hookSchema = z.string().min(1);
 
-/** One entry of `stores:`: an S3 bucket, a BOS bucket, or a folder with the same layout. */
+/** One entry of `stores:`: an S3 bucket, a BOS bucket, a folder with the same layout, or a registry. */
 export const storeSchema = z.object({
-  type: z.enum(['s3', 'bos', 'filesystem']),
+  type: z.enum(['s3', 'bos', 'filesystem', 'registry']),
+  /** registry stores: the server's URL (the token comes from `deploy-tool login` or DEPLOY_TOOL_TOKEN). */
+  url: z.string().url().optional(),
+  /** registry stores: the namespace (default: the project's name). */
+  namespace: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/)
+    .optional(),
   bucket: z.string().min(3).max(63).optional(),
   endpoint: z.string().url().optional(),
   region: z.string().min(1).max(64).optional(),
@@ -76,21 +83,64 @@ const configSchema = z.object({
     .object({
       target: z.string().min(1).optional(),
       targets: z.record(z.string(), z.string().min(1)).optional(),
+      /**
+       * Mixed stores: component type -> `stores:` name that component is published to (with a
+       * release) and deployed from; other components use the command's method or store.
+       */
+      components: z.record(z.string().min(1), z.string().regex(/^[a-zA-Z0-9._-]{1,64}$/)).optional(),
     })
     .optional(),
 });
 
 export type ProjectConfig = z.infer<typeof configSchema>;
 
-/** Keys whose presence means someone put a credential in a committed file. */
-const SECRET_KEY_RE =
-  /^(secret|secret_?access_?key|access_?key_?secret|password|passphrase|token|session_?token|private_?key|api_?key)$/i;
+/**
+ * Key names that mean someone put a credential in a committed file: any key whose words (split at
+ * `_`, `-`, `.` and camelCase) include one of SECRET_WORDS, or one of SECRET_PAIRS in a row, in any
+ * case and with any prefix (`aws_secret_access_key`, `bos_secret_access_key`, `session_token`,
+ * `secretKey`, `credentials`, ...). A key whose last word is one of REFERENCE_WORDS names where a
+ * secret lives (`passphrase_env`, `token_env`, `credentials_file`), not the secret: it is allowed.
+ */
+const SECRET_WORDS = new Set([
+  'secret',
+  'secrets',
+  'password',
+  'passwd',
+  'passphrase',
+  'token',
+  'credential',
+  'credentials',
+  'apikey',
+  'privatekey',
+  'accesskey',
+  'secretkey',
+]);
+const SECRET_PAIRS = new Set(['private key', 'api key', 'access key', 'secret key', 'signing key']);
+const REFERENCE_WORDS = new Set(['env', 'var', 'variable', 'file', 'path', 'command', 'cmd']);
+/** Maps whose keys are the user's own names (a store called "tokens" is not a secret). */
+const NAME_MAPS = new Set(['stores', 'deploy.targets']);
+/** A URL with a password in it (`https://user:pass@host`). */
+const URL_WITH_PASSWORD = /^[a-z][a-z0-9+.-]*:\/\/[^/@\s:]*:[^/@\s]+@/i;
+
+export function isSecretKey(key: string): boolean {
+  const words = key
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter(Boolean);
+  if (words.length === 0 || REFERENCE_WORDS.has(words[words.length - 1]!)) return false;
+  return words.some((w, i) => SECRET_WORDS.has(w) || SECRET_PAIRS.has(`${w} ${words[i + 1] ?? ''}`));
+}
 
 function findSecretKeys(value: unknown, path: string[] = []): string[] {
   if (!value || typeof value !== 'object') return [];
   const found: string[] = [];
+  const names = NAME_MAPS.has(path.join('.'));
   for (const [k, v] of Object.entries(value)) {
-    if (SECRET_KEY_RE.test(k) && v !== null && v !== '') found.push([...path, k].join('.'));
+    const at = [...path, k].join('.');
+    if (!names && !Array.isArray(value) && isSecretKey(k) && v !== null && v !== '') found.push(at);
+    else if (typeof v === 'string' && URL_WITH_PASSWORD.test(v.trim()))
+      found.push(`${at} (a URL with a password)`);
     found.push(...findSecretKeys(v, [...path, k]));
   }
   return found;
@@ -142,8 +192,9 @@ export function parseConfig(text: string, where: string): LoadedConfig {
     throw new DeployToolError('ERR_CONFIG_SECRET', `${where} contains a credential (${secrets.join(', ')})`, {
       hint:
         'Never commit secrets. Remove the key and provide credentials through the environment ' +
-        '(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, BOS_ACCESS_KEY_ID/BOS_SECRET_ACCESS_KEY, DEPLOY_TOOL_TOKEN) ' +
-        'or a standard credentials file.',
+        '(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, BOS_ACCESS_KEY_ID/BOS_SECRET_ACCESS_KEY, DEPLOY_TOOL_TOKEN) ' +
+        'or a standard credentials file (AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE, ~/.aws/credentials). ' +
+        'Where an option names the variable that holds a secret, use its *_env form (for example --passphrase-env).',
     });
   }
   const result = configSchema.safeParse(raw);

@@ -41,6 +41,36 @@ const cases: [string, string, string, RegExp][] = [
   ['token in the file', `${head}registry:\n  token: abcdef123456\n`, 'ERR_CONFIG_SECRET', /credential/],
   ['private key in trust', `${head}trust:\n  private_key: xyz\n`, 'ERR_CONFIG_SECRET', /credential/],
   [
+    'AWS secret key under stores.NAME',
+    `${head}stores:\n  m:\n    type: s3\n    bucket: my-bucket\n    aws_secret_access_key: wJalrXUtnFEMI\n`,
+    'ERR_CONFIG_SECRET',
+    /stores\.m\.aws_secret_access_key/,
+  ],
+  [
+    'BOS secret key under stores.NAME',
+    `${head}stores:\n  b:\n    type: bos\n    bucket: my-bucket\n    bos_secret_access_key: abcdef\n`,
+    'ERR_CONFIG_SECRET',
+    /stores\.b\.bos_secret_access_key/,
+  ],
+  [
+    'session token under stores.NAME',
+    `${head}stores:\n  m:\n    type: s3\n    bucket: my-bucket\n    session_token: FQoGZXIvYXdzE\n`,
+    'ERR_CONFIG_SECRET',
+    /stores\.m\.session_token/,
+  ],
+  [
+    'credentials block',
+    `${head}credentials:\n  access_key: AKIAEXAMPLE\n  secret_key: abcdef\n`,
+    'ERR_CONFIG_SECRET',
+    /credentials/,
+  ],
+  [
+    'password in an endpoint URL',
+    `${head}stores:\n  m:\n    type: s3\n    bucket: my-bucket\n    endpoint: http://u:hunter2@127.0.0.1:9000\n`,
+    'ERR_CONFIG_SECRET',
+    /stores\.m\.endpoint/,
+  ],
+  [
     'unknown schema version',
     head.replace('schema_version: 1', 'schema_version: 7'),
     'ERR_CONFIG_INVALID',

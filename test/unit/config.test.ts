@@ -75,6 +75,64 @@ describe('.deploy-tool.yaml (parseConfig)', () => {
     expect(err.hint).toMatch(/environment/);
   });
 
+  it.each([
+    'secret_key',
+    'access_key',
+    'access_key_id',
+    'secret_access_key',
+    'aws_secret_access_key',
+    'AWS_SECRET_ACCESS_KEY',
+    'bos_secret_access_key',
+    'session_token',
+    'aws_session_token',
+    'password',
+    'db-password',
+    'token',
+    'registry_token',
+    'credentials',
+    'secretKey',
+    'apiKey',
+    'passphrase',
+  ])('refuses %s under stores.NAME, with a hint to use the environment or credential files', (key) => {
+    const text = `${BASE}stores:\n  models:\n    type: s3\n    bucket: my-bucket\n    ${key}: AKIAxxxxxxxx1234\n`;
+    const err = refused(() => parseConfig(text, 'cfg'), 'ERR_CONFIG_SECRET');
+    expect(err.message).toContain(`stores.models.${key}`);
+    expect(err.message).not.toContain('AKIAxxxxxxxx1234');
+    expect(err.hint).toMatch(/environment/);
+    expect(err.hint).toMatch(/credentials file/);
+  });
+
+  it('refuses a credentials mapping and a URL with a password in it', () => {
+    const creds = refused(
+      () => parseConfig(`${BASE}credentials:\n  id: a\n  key: b\n`, 'cfg'),
+      'ERR_CONFIG_SECRET',
+    );
+    expect(creds.message).toContain('credentials');
+    const url = refused(
+      () =>
+        parseConfig(
+          `${BASE}stores:\n  m:\n    type: s3\n    bucket: my-bucket\n    endpoint: https://AKIA1:s3cr3tvalue@s3.example.com\n`,
+          'cfg',
+        ),
+      'ERR_CONFIG_SECRET',
+    );
+    expect(url.message).toContain('stores.m.endpoint');
+    expect(url.message).not.toContain('s3cr3tvalue');
+  });
+
+  it('accepts keys that name where a secret lives, and store or target names that look like secrets', () => {
+    const text = `${BASE}passphrase_env: DEPLOY_PASSPHRASE\ntoken_env: DEPLOY_TOOL_TOKEN\ncredentials_file: ~/.aws/credentials\nstores:\n  tokens:\n    type: s3\n    bucket: my-bucket\n    endpoint: https://s3.example.com\ndeploy:\n  targets:\n    secret: /opt/secret-model\ntrust:\n  keys: [keys/a.pub]\n`;
+    const { config, warnings } = parseConfig(text, 'cfg');
+    expect(config.stores?.tokens?.bucket).toBe('my-bucket');
+    expect(config.trust?.keys).toEqual(['keys/a.pub']);
+    // Unknown keys are warned about, not refused.
+    expect(warnings).toEqual([
+      'cfg: unknown key "passphrase_env" ignored',
+      'cfg: unknown key "token_env" ignored',
+      'cfg: unknown key "credentials_file" ignored',
+    ]);
+  });
+
   it('does not echo the secret value in the error', () => {
     const err = refused(() => parseConfig(`${BASE}password: hunter22-value\n`, 'cfg'), 'ERR_CONFIG_SECRET');
     expect(`${err.message} ${err.hint ?? ''}`).not.toContain('hunter22-value');
