@@ -420,7 +420,54 @@ export interface FileProblem {
   detail: string;
 }
 
-/** Re-hashes every file of a deployed release against its component manifests. */
+/**
+ * Entries of `releases/R/` outside the component folders that the release record does not account
+ * for: anything but `TYPE/VERSION/` of its components, `.links/TYPE`, `.deploy-tool/release.json` and
+ * the stored component manifests (for example a stray `model/9.9.9/` or an unknown `TYPE/` folder).
+ * Each is reported once, at its top (the files inside an extra folder are not listed).
+ */
+async function releaseLevelExtras(rdir: string, release: string, rec: TargetRelease): Promise<FileProblem[]> {
+  const known = new Set<string>(); // relative paths the record accounts for
+  const folders = new Set<string>(['']); // known folders whose entries are checked here
+  const addPath = (rel: string): void => {
+    const parts = rel.split('/');
+    for (let i = 1; i <= parts.length; i++) {
+      known.add(parts.slice(0, i).join('/'));
+      if (i < parts.length) folders.add(parts.slice(0, i).join('/'));
+    }
+  };
+  addPath('.deploy-tool/release.json');
+  for (const c of rec.components) {
+    addPath(c.path); // the component folder itself is checked against its manifest
+    addPath(c.manifest);
+    addPath(`.links/${c.type}`);
+  }
+  const out: FileProblem[] = [];
+  for (const folder of [...folders].sort()) {
+    const abs = folder ? join(rdir, ...folder.split('/')) : rdir;
+    const st = await lstat(abs).catch(() => undefined);
+    if (!st?.isDirectory()) continue; // a missing or replaced folder shows up as missing/modified entries
+    for (const n of await readdir(abs)) {
+      const rel = folder ? `${folder}/${n}` : n;
+      if (known.has(rel)) continue;
+      const e = await lstat(join(abs, n)).catch(() => undefined);
+      const kind = e?.isDirectory() ? 'folder' : e?.isSymbolicLink() ? 'symlink' : 'file';
+      out.push({
+        release,
+        component: `release ${release}`,
+        path: rel,
+        problem: 'extra',
+        detail: `${kind} not in the release record`,
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * Re-hashes every file of a deployed release against its component manifests, and reports entries of
+ * the release folder that belong to none of its components.
+ */
 export async function verifyRelease(
   t: TargetPaths,
   release: string,
@@ -437,6 +484,7 @@ export async function verifyRelease(
   let files = 0;
   let bytes = 0;
   const total = rec.components.reduce((s, c) => s + c.totalSize, 0);
+  problems.push(...(await releaseLevelExtras(rdir, release, rec)));
   for (const c of rec.components) {
     const id = `${c.type}:${c.version}`;
     const add = (path: string, problem: FileProblem['problem'], detail: string): void => {

@@ -124,10 +124,15 @@ export async function activate(
   const types = stored.components.map((c) => c.type);
   const previous = state.current;
   const hooks: HookSummary[] = [];
-  const env = {
+  // The hook environment describes the target at the time the hook runs (docs/formats.md, Hooks):
+  // DEPLOY_TOOL_RELEASE is the release current then (for pre_deploy, the one about to be), and
+  // DEPLOY_TOOL_PREVIOUS_RELEASE the one current before the last switch. After an automatic switch
+  // back, post_rollback sees the restored release as RELEASE and the failed one as FAILED_RELEASE.
+  let env: Record<string, string> = {
     DEPLOY_TOOL_TARGET: t.root,
     DEPLOY_TOOL_RELEASE: release,
     DEPLOY_TOOL_PREVIOUS_RELEASE: previous ?? '',
+    DEPLOY_TOOL_FAILED_RELEASE: '',
     DEPLOY_TOOL_ACTION: entry.action,
   };
   const timeout = h.config?.hooks?.timeout ?? 300;
@@ -193,7 +198,15 @@ export async function activate(
     await s.save();
     const cur = state.current ? await readTargetRelease(t, state.current) : undefined;
     await pruneTypeLinks(t, cur?.components.map((c) => c.type) ?? []);
-    if (state.current) await run('post_rollback', h.config?.hooks?.post_rollback);
+    if (state.current) {
+      env = {
+        ...env,
+        DEPLOY_TOOL_RELEASE: state.current,
+        DEPLOY_TOOL_PREVIOUS_RELEASE: release,
+        DEPLOY_TOOL_FAILED_RELEASE: release,
+      };
+      await run('post_rollback', h.config?.hooks?.post_rollback);
+    }
     const err = hookError(failure, `release ${release} is marked failed, ${back}`);
     Object.assign(err.details ?? {}, { release, rolledBackTo: state.current, hooks });
     throw err;

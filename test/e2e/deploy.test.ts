@@ -4,7 +4,18 @@
  * Best Practices commands as written (with temporary folders for /opt/...), and every flag.
  */
 import { spawn } from 'node:child_process';
-import { appendFile, cp, mkdir, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  appendFile,
+  cp,
+  mkdir,
+  readFile,
+  readdir,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -270,6 +281,59 @@ describe('reuse, dry run, verify, status', () => {
     // The kept release is untouched.
     expect((await run(['verify', '--release', '2024.01.19', '--target', t])).code).toBe(0);
   });
+
+  it('verify reports extra entries in the release folder itself, outside the component folders', async () => {
+    const t = await tempDir('verify-extra-');
+    const d = await run([
+      'deploy',
+      '--release',
+      '2024.01.19',
+      '--target',
+      t,
+      '--releases-dir',
+      serverReleases,
+    ]);
+    expect(d.code, d.stderr).toBe(0);
+    expect((await run(['verify', '--target', t])).code).toBe(0);
+    const rel = join(t, 'releases', '2024.01.19');
+    // A stray version beside model/1.0.0, an unknown TYPE folder, a file at the top, a link and a
+    // manifest nobody recorded.
+    await mkdir(join(rel, 'model', '9.9.9'), { recursive: true });
+    await writeFile(join(rel, 'model', '9.9.9', 'weights.bin'), 'stray');
+    await mkdir(join(rel, 'tokenizer', '1.0.0'), { recursive: true });
+    await writeFile(join(rel, 'README.txt'), 'x');
+    await symlink('../model/9.9.9', join(rel, '.links', 'tokenizer'));
+    await writeFile(join(rel, '.deploy-tool', 'manifests', 'tokenizer-1.0.0.manifest.json'), '{}');
+    const v = await json(['verify', '--target', t]);
+    expect(v.code).toBe(1);
+    const extras = v.json.error.details.problems
+      .filter((p: any) => p.problem === 'extra')
+      .map((p: any) => p.path)
+      .sort();
+    // Each reported once at its top; the folders' contents are not listed one by one.
+    expect(extras).toEqual([
+      '.deploy-tool/manifests/tokenizer-1.0.0.manifest.json',
+      '.links/tokenizer',
+      'README.txt',
+      'model/9.9.9',
+      'tokenizer',
+    ]);
+    expect(v.json.error.details.problems).toHaveLength(5);
+    const text = await run(['verify', '--target', t]);
+    expect(text.stdout).toMatch(
+      /EXTRA\s+model\/9\.9\.9\s+\(release 2024\.01\.19: folder not in the release record\)/,
+    );
+    expect(text.stdout).toMatch(/EXTRA\s+tokenizer\s/);
+    for (const p of [
+      'model/9.9.9',
+      'tokenizer',
+      'README.txt',
+      '.links/tokenizer',
+      '.deploy-tool/manifests/tokenizer-1.0.0.manifest.json',
+    ])
+      await rm(join(rel, p), { recursive: true });
+    expect((await run(['verify', '--target', t])).code).toBe(0);
+  });
 });
 
 describe('seed Advanced Usage: version list|switch|rollback, multi-environment, selective', () => {
@@ -485,7 +549,7 @@ describe('hooks, health checks, retention', () => {
     try {
       await writeFile(
         cfg,
-        `${orig}hooks:\n  pre_deploy: "echo pre $DEPLOY_TOOL_RELEASE"\n  post_deploy: "echo restarted for $DEPLOY_TOOL_RELEASE; cat model/sub/notes.txt"\n  post_rollback: "echo rolled back to $DEPLOY_TOOL_RELEASE >&2"\n  timeout: 2\nhealth_check: "test -f runtime/requirements.txt"\n`,
+        `${orig}hooks:\n  pre_deploy: "echo pre $DEPLOY_TOOL_RELEASE"\n  post_deploy: "echo restarted for $DEPLOY_TOOL_RELEASE; cat model/sub/notes.txt"\n  post_rollback: "echo rolled back to $DEPLOY_TOOL_RELEASE from $DEPLOY_TOOL_PREVIOUS_RELEASE failed=$DEPLOY_TOOL_FAILED_RELEASE >&2"\n  timeout: 2\nhealth_check: "test -f runtime/requirements.txt"\n`,
       );
       const a = await run(['deploy', '--release', '2024.01.19', '--target', t], f.project);
       expect(a.code, a.stderr).toBe(0);
@@ -498,13 +562,16 @@ describe('hooks, health checks, retention', () => {
       expect(b.code).toBe(1);
       expect(b.stderr).toContain('ERR_HEALTH_CHECK_FAILED');
       expect(b.stdout).toContain('[post_deploy] v2 notes');
-      expect(b.stdout).toContain('[post_rollback] rolled back to 2024.02.01');
+      // post_rollback after the automatic switch back sees the release that is live again.
+      expect(b.stdout).toContain(
+        '[post_rollback] rolled back to 2024.01.19 from 2024.02.01 failed=2024.02.01',
+      );
       expect(await readlink(join(t, 'current'))).toBe('releases/2024.01.19');
       // Rollback runs post_rollback.
       expect((await run(['deploy', '--release', '2024.01.20', '--target', t], f.project)).code).toBe(0);
       const rb = await run(['version', 'rollback', '--target', t], f.project);
       expect(rb.code, rb.stderr).toBe(0);
-      expect(rb.stdout).toContain('[post_rollback] rolled back to 2024.01.19');
+      expect(rb.stdout).toContain('[post_rollback] rolled back to 2024.01.19 from 2024.01.20 failed=\n');
       // A hook that runs too long is killed at hooks.timeout and the deploy is undone.
       await writeFile(cfg, `${orig}hooks:\n  post_deploy: "sleep 30"\n  timeout: 1\n`);
       const t0 = Date.now();
