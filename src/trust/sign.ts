@@ -14,6 +14,10 @@ import { openProject, tryOpenProject } from '../core/project.js';
 import { parseComponentRef, validateVersion } from '../core/validate.js';
 import { parseComponentManifestText } from '../manifest/component.js';
 import { componentManifestPath } from '../ops/components.js';
+import { bucketSourceFromFlags } from '../deploy/sources/s3.js';
+import { keys as bucketKeys } from '../store/bucket.js';
+import { resolveStore, wantsStore, type StoreFlags } from '../store/resolve.js';
+import type { Store } from '../store/types.js';
 import { keyIdHex, loadSecretKey, type SecretKey } from './keys.js';
 import { describeTrust, resolveTrustPolicy, verifyReleaseTrust, type ReleaseTrustResult } from './policy.js';
 import { SIGNATURE_SUFFIX, signMessage, signatureKeyId, verifySignature } from './signature.js';
@@ -36,15 +40,76 @@ export interface SignOptions extends CommonOptions {
   component?: string | undefined;
   /** Replace a signature made by another key. */
   force?: boolean | undefined;
+  /**
+   * Sign in a store instead of the project's folders: `--store NAME` or `--method s3|bos --bucket B`
+   * (resolved like publish and deploy, src/store/resolve.ts). The signature is written beside the
+   * manifest in the store (`releases/R/release.json.minisig`, `components/T/V/manifest.json.minisig`).
+   */
+  remote?: StoreFlags | undefined;
 }
 
 export interface SignResult {
+  /** Files signed (or, in a store, "LOCATION KEY"). */
   signed: string[];
   signatureFiles: string[];
   keyId: string;
+  /** Set when the signature was written to a store: the key of the signature object. */
+  store?: { driver: string; location: string; key: string } | undefined;
 }
 
-/** Writes `<file>.minisig` next to `file`; refuses to replace another key's signature without force. */
+/** Where a signature is read and written: a local file beside the manifest, or a store key. */
+interface SignatureSlot {
+  /** Name of the signed file (in messages and the signature's trusted comment). */
+  name: string;
+  read(): Promise<string | undefined>;
+  write(sig: string): Promise<void>;
+}
+
+const fileSlot = (file: string): SignatureSlot => ({
+  name: file,
+  read: () => readOptional(`${file}${SIGNATURE_SUFFIX}`),
+  write: (sig) => writeFileAtomic(`${file}${SIGNATURE_SUFFIX}`, sig),
+});
+
+const storeSlot = (store: Store, key: string): SignatureSlot => ({
+  name: key,
+  read: async () => (await store.get(`${key}${SIGNATURE_SUFFIX}`))?.toString('utf8'),
+  write: async (sig) => {
+    await store.put(`${key}${SIGNATURE_SUFFIX}`, sig);
+  },
+});
+
+/** Writes the signature of `text` into `slot`; refuses to replace another key's signature without force. */
+async function signInto(
+  secret: SecretKey,
+  slot: SignatureSlot,
+  text: string,
+  subject: string,
+  force: boolean,
+): Promise<void> {
+  const sigName = `${slot.name}${SIGNATURE_SUFFIX}`;
+  const prev = await slot.read();
+  if (prev !== undefined && !force) {
+    let prevId: string | undefined;
+    try {
+      prevId = signatureKeyId(prev, sigName);
+    } catch {
+      prevId = undefined;
+    }
+    if (prevId !== keyIdHex(secret.keyId)) {
+      throw new DeployToolError(
+        'ERR_SIGNATURE_INVALID',
+        `${sigName} already exists (signed by ${prevId ?? 'an unreadable signature'})`,
+        { hint: 'Pass --force to replace it with a signature by this key.' },
+      );
+    }
+  }
+  const sig = signMessage(secret, text, { file: slot.name, subject });
+  // Our own signature must verify before it is written.
+  verifySignature(text, sig, [secret.publicKey], slot.name);
+  await slot.write(sig);
+}
+
 async function signFile(
   secret: SecretKey,
   file: string,
@@ -52,41 +117,91 @@ async function signFile(
   subject: string,
   force: boolean,
 ): Promise<string> {
-  const sigPath = `${file}${SIGNATURE_SUFFIX}`;
-  const prev = await readOptional(sigPath);
-  if (prev !== undefined && !force) {
-    let prevId: string | undefined;
-    try {
-      prevId = signatureKeyId(prev, sigPath);
-    } catch {
-      prevId = undefined;
+  await signInto(secret, fileSlot(file), text, subject, force);
+  return `${file}${SIGNATURE_SUFFIX}`;
+}
+
+const usage = (): DeployToolError =>
+  new DeployToolError('ERR_USAGE', 'sign needs exactly one of --release R or --component TYPE:VERSION', {
+    hint: 'Example: deploy-tool sign --release 2024.01.20 --key ~/.deploy-tool/deploy-tool.key',
+  });
+
+/** `sign --store NAME` / `--method s3|bos --bucket B`: signs the manifests as published in the store. */
+async function signInStore(options: SignOptions, flags: StoreFlags): Promise<SignResult> {
+  const project = await tryOpenProject(options);
+  for (const w of project?.warnings ?? []) options.onWarning?.(w);
+  const { store } = resolveStore(flags, { config: project?.config, baseDir: project?.root ?? options.cwd });
+  const secret = await loadSecretKey(resolve(options.cwd, options.key));
+  const force = !!options.force;
+  const where = (key: string): string => `${store.location} ${key}`;
+  let key: string;
+  let text: string;
+  let subject: string;
+  if (options.release) {
+    const release = validateVersion(options.release, 'Release version');
+    key = bucketKeys.release(release);
+    const buf = await store.get(key);
+    if (!buf) {
+      throw new DeployToolError('ERR_RELEASE_NOT_FOUND', `Release ${release} not found in ${where(key)}`, {
+        hint: 'Publish it to this store first, or check --store/--bucket/--prefix/--endpoint.',
+      });
     }
-    if (prevId !== keyIdHex(secret.keyId)) {
+    text = buf.toString('utf8');
+    const m = verifyReleaseTrust({
+      policy: { requireSignatures: false, keys: [] },
+      release,
+      text,
+      signature: undefined,
+      location: where(key),
+    }).manifest;
+    // Sign only a release whose component manifests in the store are the ones it names.
+    for (const c of m.components) {
+      const ck = bucketKeys.component(c.type, c.version);
+      const t = (await store.get(ck))?.toString('utf8');
+      if (t === undefined) {
+        throw new DeployToolError(
+          'ERR_COMPONENT_NOT_FOUND',
+          `The manifest of ${c.type}:${c.version} (release ${release}) is missing: no ${where(ck)}`,
+          { hint: 'The store is incomplete; publish the release again before signing.' },
+        );
+      }
+      if (sha256Hex(t) !== c.manifestSha256) {
+        throw new DeployToolError(
+          'ERR_MANIFEST_INVALID',
+          `The manifest of ${c.type}:${c.version} in ${where(ck)} does not match release ${release} (manifestSha256)`,
+          { hint: 'The store was altered; publish the release again before signing.' },
+        );
+      }
+    }
+    subject = `release ${release}`;
+  } else {
+    const ref = parseComponentRef(options.component ?? '');
+    key = bucketKeys.component(ref.type, ref.version);
+    const buf = await store.get(key);
+    if (!buf) {
       throw new DeployToolError(
-        'ERR_SIGNATURE_INVALID',
-        `${sigPath} already exists (signed by ${prevId ?? 'an unreadable signature'})`,
-        { hint: 'Pass --force to replace it with a signature by this key.' },
+        'ERR_COMPONENT_NOT_FOUND',
+        `Component not found: ${ref.type}:${ref.version} (no ${where(key)})`,
+        { hint: 'Publish it to this store first, or check --store/--bucket/--prefix/--endpoint.' },
       );
     }
+    text = buf.toString('utf8');
+    parseComponentManifestText(text, where(key));
+    subject = `component ${ref.type}:${ref.version}`;
   }
-  const sig = signMessage(secret, text, { file, subject });
-  // Our own signature must verify before it is written.
-  verifySignature(text, sig, [secret.publicKey], file);
-  await writeFileAtomic(sigPath, sig);
-  return sigPath;
+  await signInto(secret, storeSlot(store, key), text, subject, force);
+  return {
+    signed: [where(key)],
+    signatureFiles: [where(`${key}${SIGNATURE_SUFFIX}`)],
+    keyId: keyIdHex(secret.keyId),
+    store: { driver: store.driver, location: store.location, key: `${key}${SIGNATURE_SUFFIX}` },
+  };
 }
 
 /** `deploy-tool sign --release R` / `--component TYPE:VERSION`, on the project's files. */
 export async function signProjectFiles(options: SignOptions): Promise<SignResult> {
-  if (!options.release === !options.component) {
-    throw new DeployToolError(
-      'ERR_USAGE',
-      'sign needs exactly one of --release R or --component TYPE:VERSION',
-      {
-        hint: 'Example: deploy-tool sign --release 2024.01.20 --key ~/.deploy-tool/deploy-tool.key',
-      },
-    );
-  }
+  if (!options.release === !options.component) throw usage();
+  if (options.remote && wantsStore(options.remote)) return signInStore(options, options.remote);
   const project = await openProject(options);
   for (const w of project.warnings) options.onWarning?.(w);
   const secret = await loadSecretKey(resolve(options.cwd, options.key));
@@ -168,6 +283,8 @@ export interface VerifyReleaseSignatureOptions extends CommonOptions {
   trustedKeys?: string[] | undefined;
   /** Fail when the release is unsigned (default true for `verify --signature`). */
   requireSignature?: boolean | undefined;
+  /** Check the release as published in a store (`--store NAME`, `--method s3|bos --bucket B`). */
+  remote?: (StoreFlags & { cacheDir?: string | undefined }) | undefined;
 }
 
 export interface VerifyReleaseSignatureResult {
@@ -191,6 +308,14 @@ export async function verifyReleaseSignature(
   const project = await tryOpenProject(options);
   for (const w of project?.warnings ?? []) options.onWarning?.(w);
   const release = validateVersion(options.release, 'Release version');
+  if (options.remote && wantsStore(options.remote)) {
+    if (options.releasesDir !== undefined) {
+      throw new DeployToolError('ERR_USAGE', '--releases-dir cannot be combined with a store', {
+        hint: 'Use --releases-dir for release folders, or --store/--method s3|bos for a bucket.',
+      });
+    }
+    return verifyStoreRelease(options, project, release, options.remote);
+  }
   const releasesDir = options.releasesDir
     ? resolve(options.cwd, options.releasesDir)
     : project?.paths.releases;
@@ -279,6 +404,89 @@ export async function verifyReleaseSignature(
   return {
     release,
     releaseDir,
+    status: trust.status,
+    keyId: trust.keyId,
+    trustedComment: trust.trustedComment,
+    summary: describeTrust(trust),
+    components: out,
+  };
+}
+
+/**
+ * `verify --signature` of a release published in a store: the same chain as for a release folder
+ * (release signature, component manifests by sha256, each archive's size and sha256, component
+ * signatures), read through the deploy's bucket source (mirrors and the download cache included).
+ */
+async function verifyStoreRelease(
+  options: VerifyReleaseSignatureOptions,
+  project: Awaited<ReturnType<typeof tryOpenProject>>,
+  release: string,
+  flags: StoreFlags & { cacheDir?: string | undefined },
+): Promise<VerifyReleaseSignatureResult> {
+  const policy = await resolveTrustPolicy({
+    config: project?.config.trust,
+    configDir: project?.root,
+    requireSignature: options.requireSignature ?? true,
+    trustedKeys: options.trustedKeys,
+    cwd: options.cwd,
+  });
+  const source = bucketSourceFromFlags({
+    flags,
+    config: project?.config,
+    baseDir: project?.root ?? options.cwd,
+    cacheDir: flags.cacheDir,
+    onLog: options.onLog,
+    onWarning: options.onWarning,
+    onProgress: options.onProgress,
+  });
+  const location = `${source.description} ${bucketKeys.release(release)}`;
+  const r = await source.getRelease(release);
+  const parsed = verifyReleaseTrust({ policy, release, text: r.text, signature: r.signature, location });
+  // Fetched as bare TYPE:VERSION so that a substituted manifest is reported by the trust check below.
+  const loaded = [];
+  for (const c of parsed.manifest.components)
+    loaded.push({ entry: c, ...(await source.getComponent({ type: c.type, version: c.version })) });
+  const trust = verifyReleaseTrust({
+    policy,
+    release,
+    text: r.text,
+    signature: r.signature,
+    location,
+    components: loaded.map((l) => ({ type: l.entry.type, version: l.entry.version, text: l.text })),
+  });
+  const out: VerifyReleaseSignatureResult['components'] = [];
+  for (const l of loaded) {
+    const c = l.entry;
+    const m = l.manifest;
+    const stored = m.encryption ?? m.archive;
+    if (c.archiveSha256 !== stored.sha256 || c.archiveSize !== stored.size) {
+      throw new DeployToolError(
+        'ERR_MANIFEST_INVALID',
+        `Release ${release} and the manifest of ${c.type}:${c.version} disagree about the archive (${source.description})`,
+        { hint: 'The store was altered; do not deploy it.' },
+      );
+    }
+    const src = await source.openArchive(l, c, release);
+    try {
+      await verifyArchiveDigest(src, {
+        ...m,
+        archive: { ...m.archive, size: stored.size, sha256: stored.sha256 },
+      });
+    } finally {
+      await src.close();
+    }
+    if (l.signature !== undefined && policy.keys.length > 0)
+      verifySignature(l.text, l.signature, policy.keys, `manifest of ${c.type}:${c.version}`);
+    out.push({
+      type: c.type,
+      version: c.version,
+      manifestSigned: l.signature !== undefined,
+      archiveSha256: stored.sha256,
+    });
+  }
+  return {
+    release,
+    releaseDir: location,
     status: trust.status,
     keyId: trust.keyId,
     trustedComment: trust.trustedComment,

@@ -11,6 +11,13 @@ interface VerifyFlags {
   signature?: boolean;
   releasesDir?: string;
   trustedKey?: string[];
+  method?: string;
+  store?: string;
+  bucket?: string;
+  endpoint?: string;
+  region?: string;
+  prefix?: string;
+  cacheDir?: string;
 }
 
 export function registerVerify(program: Command): void {
@@ -34,6 +41,13 @@ export function registerVerify(program: Command): void {
       'with --signature: public key to trust, besides trust.keys (repeatable)',
       collect,
     )
+    .option('--method <method>', 'with --signature: where the release is published: filesystem, s3 or bos')
+    .option('--store <name>', 'with --signature: a store from "stores:" in .deploy-tool.yaml')
+    .option('--bucket <bucket>', 's3/bos: bucket name')
+    .option('--endpoint <url>', 's3/bos: endpoint URL (default: AWS, or https://s3.REGION.bcebos.com)')
+    .option('--region <region>', 's3/bos: region (bos default: bj)')
+    .option('--prefix <prefix>', 's3/bos: key prefix inside the bucket')
+    .option('--cache-dir <dir>', 's3/bos: download cache (default: $XDG_CACHE_HOME/deploy-tool)')
     .action(
       action<VerifyFlags>(async (opts, ui, common) => {
         if (opts.signature) {
@@ -46,6 +60,15 @@ export function registerVerify(program: Command): void {
             release: opts.release,
             releasesDir: opts.releasesDir,
             trustedKeys: opts.trustedKey,
+            remote: {
+              method: opts.method,
+              store: opts.store,
+              bucket: opts.bucket,
+              endpoint: opts.endpoint,
+              region: opts.region,
+              prefix: opts.prefix,
+              cacheDir: opts.cacheDir,
+            },
           });
           ui.json({ ok: true, ...s });
           ui.success(`Release ${s.release} (${s.releaseDir}): ${s.summary}`);
@@ -56,6 +79,18 @@ export function registerVerify(program: Command): void {
             );
           return;
         }
+        if (
+          opts.store !== undefined ||
+          opts.bucket !== undefined ||
+          (opts.method ?? 'filesystem') !== 'filesystem'
+        )
+          throw new DeployToolError(
+            'ERR_USAGE',
+            'A store (--store, --method, --bucket) needs verify --signature',
+            {
+              hint: 'verify alone re-hashes a deployed target; add --signature to check a release published in a store.',
+            },
+          );
         const r = await verify({ ...common, release: opts.release, target: opts.target });
         ui.stopProgress();
         if (!r.ok) {
