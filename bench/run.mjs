@@ -5,10 +5,13 @@
  * Figures (see bench/README.md): pack (zstd) vs `tar -cf - | zstd -3 -T2`, pack --compression gzip vs
  * `tar -czf`, peak RSS of pack, and, when the deploy commands exist, a full deploy vs
  * `zstd -d -c | tar -x`, switch/rollback medians for a small and a large release, and a redeploy
- * where only the config changed. Everything is written to bench/results.json.
+ * where only the config changed; the `s3` group (bench/s3.mjs: publish/deploy --method s3 against
+ * Ceph vs the S3 SDK) and the `registry` group (bench/registry.mjs: the registry server vs nginx,
+ * its RSS, search). Everything is merged into bench/results.json (a subset keeps the other figures).
  *
  * Environment: BENCH_RUNS (default 5), BENCH_GZIP_RUNS (default 3), BENCH_SWITCH_RUNS (default 7),
- * BENCH_ONLY (comma-separated: pack,gzip,rss,deploy) to run a subset.
+ * BENCH_S3_RUNS (default 3), BENCH_REGISTRY_RUNS (default 3), BENCH_REGISTRY_MIB (default 1024),
+ * BENCH_ONLY (comma-separated: pack,gzip,rss,deploy,s3,registry) to run a subset.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import {
@@ -24,6 +27,8 @@ import {
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchRegistry, registryRows } from './registry.mjs';
+import { benchS3, s3Rows } from './s3.mjs';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(BENCH, '..');
@@ -42,7 +47,12 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const GZIP_RUNS = Number(process.env.BENCH_GZIP_RUNS ?? 3);
 const SWITCH_RUNS = Number(process.env.BENCH_SWITCH_RUNS ?? 7);
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : undefined;
-const want = (name) => !ONLY || ONLY.has(name);
+const ran = new Set();
+const want = (name) => {
+  const yes = !ONLY || ONLY.has(name);
+  if (yes) ran.add(name);
+  return yes;
+};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -363,8 +373,34 @@ function deployAvailable() {
   return missing;
 }
 
+/**
+ * Merges this run into bench/results.json: the figures (and skips) of the groups that ran replace
+ * theirs; the other groups' figures stay, with the date they were measured in `measured`.
+ */
 function writeResults() {
-  writeFileSync(join(BENCH, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  const path = join(BENCH, 'results.json');
+  let prev;
+  try {
+    prev = JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    prev = {};
+  }
+  const skipped = { ...(prev.skipped ?? {}) };
+  for (const g of ran) delete skipped[g];
+  const measured = { ...(prev.measured ?? {}) };
+  // A file from before `measured` existed was written by a full run of the first four groups.
+  if (!prev.measured && prev.date)
+    for (const g of ['pack', 'gzip', 'rss', 'deploy']) if (!ran.has(g)) measured[g] = prev.date;
+  for (const g of ran) measured[g] = results.date;
+  const merged = {
+    ...prev,
+    ...results,
+    runs: { ...(prev.runs ?? {}), ...results.runs },
+    measured,
+    figures: { ...(prev.figures ?? {}), ...results.figures },
+    skipped: { ...skipped, ...results.skipped },
+  };
+  writeFileSync(path, `${JSON.stringify(merged, null, 2)}\n`);
 }
 
 function printTable() {
@@ -423,6 +459,8 @@ function printTable() {
       f.redeployConfig.target,
       f.redeployConfig.pass,
     );
+  s3Rows(f, add);
+  registryRows(f, add);
   const head = ['figure', 'tool', 'deploy-tool', 'ratio', 'target', ''];
   const all = [head, ...rows];
   const w = head.map((_, i) => Math.max(...all.map((r) => r[i].length)));
@@ -467,6 +505,27 @@ async function main() {
     } else {
       await benchDeploy();
     }
+  }
+  if (want('s3')) {
+    results.runs.s3 = Number(process.env.BENCH_S3_RUNS ?? 3);
+    await benchS3({
+      log,
+      round,
+      median,
+      results,
+      runCli,
+      freshProject,
+      gnuTime,
+      writeNoise,
+      CLI,
+      DATA,
+      WORK,
+      MODEL,
+    });
+  }
+  if (want('registry')) {
+    results.runs.registry = Number(process.env.BENCH_REGISTRY_RUNS ?? 3);
+    await benchRegistry({ log, round, median, results, runCli, freshProject, CLI, DATA, WORK });
   }
   writeResults();
   printTable();
