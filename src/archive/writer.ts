@@ -1,7 +1,8 @@
 /**
  * Writes a framed archive: the tar stream is cut into frames (a new frame where each large file's
- * data starts, frames of at most FRAME_SIZE inside large files, small files grouped into frames of
- * at least GROUP_MIN), each frame compressed independently by the codec pool, frames concatenated.
+ * data starts, frames of 4 MiB to FRAME_SIZE inside large files (see fileFrames), small files grouped
+ * into frames of at least GROUP_MIN), each frame compressed independently by the codec pool, frames
+ * concatenated.
  * Every frame is checked by the same TarChecker that deploy uses, and each compressed frame is
  * decompressed again and compared before it is written.
  *
@@ -34,6 +35,30 @@ export interface Layout {
   tarSize: number;
 }
 
+/**
+ * How a file's data is cut: n = ceil(size / FRAME_SIZE) pieces of nearly equal size, so that no
+ * piece exceeds FRAME_SIZE (8 MiB) and, in a file of at least FRAME_SIZE / 2, none is below 4 MiB
+ * (fixed 8 MiB cuts would leave a 1-byte frame at the end of an 8 MiB + 1 file). Cuts stay on
+ * 512-byte tar blocks (the data starts on a block): the ceil(size / 512) blocks are shared out as
+ * evenly as possible, the larger shares last, since the last block of the file may be partial.
+ * Returns [fileOffset, length] pairs.
+ */
+export function fileFrames(size: number): [number, number][] {
+  if (size <= FRAME_SIZE) return [[0, size]];
+  const n = Math.ceil(size / FRAME_SIZE);
+  const blocks = Math.ceil(size / BLOCK);
+  const q = Math.floor(blocks / n);
+  const larger = blocks - q * n; // this many of the last pieces get q + 1 blocks
+  const out: [number, number][] = [];
+  let off = 0;
+  for (let i = 0; i < n; i++) {
+    const length = i === n - 1 ? size - off : (q + (i >= n - larger ? 1 : 0)) * BLOCK;
+    out.push([off, length]);
+    off += length;
+  }
+  return out;
+}
+
 /** Lays out the tar stream and its frames before reading any file data. */
 export function planLayout(scanned: ScannedEntry[]): Layout {
   const pieces: Piece[] = [];
@@ -64,8 +89,7 @@ export function planLayout(scanned: ScannedEntry[]): Layout {
       });
       const large = e.size >= LARGE_FILE;
       if (large) cut(dataAt);
-      for (let off = 0; off < e.size; off += FRAME_SIZE) {
-        const length = Math.min(FRAME_SIZE, e.size - off);
+      for (const [off, length] of fileFrames(e.size)) {
         pieces.push({ kind: 'file', start: pos, length, entry: e, fileOffset: off });
         pos += length;
         if (large) cut(pos);

@@ -35,9 +35,14 @@ function checkFrameRules(layout: Layout): string[] {
     if (!ends.has(f.offset + f.size)) problems.push(`no frame ends at the end of large file ${f.path}`);
   }
   frames.forEach(([s, e], i) => {
-    const inLarge = largeRanges.some(([ls, le]) => s >= ls && e <= le);
-    if (inLarge) {
+    const within = largeRanges.find(([ls, le]) => s >= ls && e <= le);
+    if (within) {
+      const [ls, le] = within;
       if (e - s > FRAME_SIZE) problems.push(`frame ${i} inside a large file has ${e - s} bytes`);
+      // Frames of 4-8 MiB inside large files: only a file under 4 MiB has a smaller (single) frame.
+      if (le - ls >= 4 * MiB && e - s < 4 * MiB)
+        problems.push(`frame ${i} inside a large file of ${le - ls} bytes has only ${e - s} bytes`);
+      if ((s - ls) % BLOCK !== 0) problems.push(`frame ${i} starts inside a tar block of its file`);
       return;
     }
     const overlapsLarge = largeRanges.some(([ls, le]) => s < le && e > ls);
@@ -105,15 +110,48 @@ describe('planLayout: framing rules', () => {
       expect(layout.frames.some(([s, e]) => s === b.offset && e === b.offset + b.size)).toBe(true);
   });
 
-  it('cuts large files into frames of at most 8 MiB', () => {
-    const size = 2 * FRAME_SIZE + 3 * MiB + 1;
+  const framesInside = (size: number): number[] => {
     const layout = planLayout(files([['weights.bin', size]]));
-    expect(checkFrameRules(layout)).toEqual([]);
+    expect(checkFrameRules(layout), `size ${size}`).toEqual([]);
     const w = layout.entries[0];
     if (w?.type !== 'file') throw new Error('expected a file');
-    const inside = layout.frames.filter(([s, e]) => s >= w.offset && e <= w.offset + size);
-    expect(inside.map(([s, e]) => e - s)).toEqual([FRAME_SIZE, FRAME_SIZE, 3 * MiB + 1]);
-    expect(FRAME_SIZE).toBeLessThanOrEqual(8 * MiB);
+    return layout.frames.filter(([s, e]) => s >= w.offset && e <= w.offset + size).map(([s, e]) => e - s);
+  };
+
+  it('cuts large files into even frames of 4-8 MiB (no tiny last frame)', () => {
+    expect(FRAME_SIZE).toBe(8 * MiB);
+    // 8 MiB + 1 byte: two frames of about 4 MiB (fixed 8 MiB cuts would leave a 1-byte frame).
+    expect(framesInside(8 * MiB + 1)).toEqual([4 * MiB, 4 * MiB + 1]);
+    expect(framesInside(8 * MiB)).toEqual([8 * MiB]);
+    expect(framesInside(5 * MiB + 3)).toEqual([5 * MiB + 3]);
+    const sizes = framesInside(2 * FRAME_SIZE + 3 * MiB + 1);
+    expect(sizes).toHaveLength(3);
+    expect(Math.max(...sizes) - Math.min(...sizes)).toBeLessThanOrEqual(BLOCK);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(2 * FRAME_SIZE + 3 * MiB + 1);
+  });
+
+  it('keeps every frame inside a large file within 4-8 MiB, cut on tar blocks, for any size', () => {
+    const sizes: number[] = [4 * MiB, 4 * MiB + 1, 10 * 1024 * MiB + 777]; // 10 GiB: 1280 frames
+    for (let k = 1; k <= 12; k++)
+      for (const d of [-BLOCK - 1, -BLOCK, -1, 0, 1, BLOCK - 1, BLOCK, BLOCK + 1])
+        sizes.push(k * FRAME_SIZE + d);
+    let seed = 99;
+    for (let i = 0; i < 200; i++) {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      sizes.push(4 * MiB + (seed % (120 * MiB)));
+    }
+    for (const size of sizes) {
+      const inside = framesInside(size); // checkFrameRules asserts the 4-8 MiB bound and the alignment
+      expect(
+        inside.reduce((a, b) => a + b, 0),
+        `size ${size}`,
+      ).toBe(size);
+      expect(inside.length, `size ${size}`).toBe(Math.ceil(size / FRAME_SIZE));
+      for (const n of inside) {
+        expect(n, `size ${size}`).toBeLessThanOrEqual(8 * MiB);
+        expect(n, `size ${size}`).toBeGreaterThanOrEqual(4 * MiB);
+      }
+    }
   });
 
   it('groups small files into frames of at least 256 KiB, except the last', () => {
