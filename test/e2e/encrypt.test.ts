@@ -3,7 +3,7 @@
  * age encryption end to end: pack --encrypt, publish, deploy --identity / --passphrase-env, and
  * interoperability with Debian's age CLI in both directions.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,8 +29,38 @@ async function ok(args: string[], env?: Record<string, string>): Promise<string>
 const manifest = async (id: string): Promise<any> =>
   JSON.parse(await readFile(join(project, 'deployment', 'manifests', `${id}.manifest.json`), 'utf8'));
 
-describe.runIf(hasAge)('age encryption', () => {
+/**
+ * Runs the age CLI on a pseudo-terminal (util-linux `script`), typing `passphrase` at each
+ * passphrase prompt: age reads passphrases only from a terminal, never from stdin or the environment.
+ */
+function ageWithPassphrase(args: string[], passphrase: string): Promise<{ code: number; output: string }> {
+  const quoted = ['age', ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn('script', ['-qec', quoted, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    let answered = 0;
+    const onData = (c: Buffer): void => {
+      output += c.toString();
+      const prompts = output.match(/passphrase[^:\n]*: /gi)?.length ?? 0;
+      for (; answered < prompts; answered++) child.stdin.write(`${passphrase}\r`);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      child.stdin.destroy();
+      resolvePromise({ code: code ?? -1, output });
+    });
+  });
+}
+
+describe('age encryption', { timeout: 180_000 }, () => {
   beforeAll(async () => {
+    // Interop is required, not optional: scripts/test.sh installs age (and minisign).
+    if (!hasAge)
+      throw new Error('age / age-keygen are not installed: run scripts/test.sh (it installs them)');
     project = await makeProject();
     execFileSync('age-keygen', ['-o', join(project, 'id.txt')], { stdio: 'pipe' });
     recipient = execFileSync('age-keygen', ['-y', join(project, 'id.txt')], { encoding: 'utf8' }).trim();
@@ -157,4 +187,43 @@ describe.runIf(hasAge)('age encryption', () => {
     }
     expect(sha256Hex(await readFile(out))).toBe(m.archive.sha256);
   });
+  it('passphrase both ways: the age CLI decrypts what pack --passphrase-env wrote, and deploy-tool decrypts age -p', async () => {
+    // config-9.0.0 was packed with --passphrase-env DT_PASS above
+    const pass = 'tr0ub4dor-and-3-correct-horses';
+    const m = await manifest('config-9.0.0');
+    expect(m.encryption.passphrase).toBe(true);
+    const plainPath = join(project, 'config-plain.tar.zst');
+    const byUs = join(project, 'dist', 'config-9.0.0.tar.zst.age');
+    const wrong = await ageWithPassphrase(['-d', '-o', join(project, 'nothing'), byUs], 'not-it');
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.output).toMatch(/incorrect passphrase|no identity matched/i);
+    const d = await ageWithPassphrase(['-d', '-o', plainPath, byUs], pass);
+    expect(d.code, d.output).toBe(0);
+    const plain = await readFile(plainPath);
+    expect(plain.length).toBe(m.archive.size);
+    expect(sha256Hex(plain)).toBe(m.archive.sha256);
+
+    const byCli = join(project, 'by-age-cli-p.age');
+    const e = await ageWithPassphrase(['-p', '-o', byCli, plainPath], pass);
+    expect(e.code, e.output).toBe(0);
+    const cipher = await readFile(byCli);
+    expect(cipher.subarray(0, 40).toString('latin1')).toMatch(/^age-encryption\.org\/v1\n-> scrypt /);
+    const m2 = { ...m, encryption: { ...m.encryption, size: cipher.length, sha256: sha256Hex(cipher) } };
+    const out = join(project, 'decrypted-p');
+    const bad = await loadDecryptionKeys({ passphraseEnv: 'P', cwd: project, env: { P: 'not-it' } });
+    const src0 = await openLocalArchive(byCli);
+    try {
+      await expect(decryptArchive(src0, m2, bad, out)).rejects.toMatchObject({ code: 'ERR_DECRYPT_FAILED' });
+    } finally {
+      await src0.close();
+    }
+    const keys = await loadDecryptionKeys({ passphraseEnv: 'P', cwd: project, env: { P: pass } });
+    const src = await openLocalArchive(byCli);
+    try {
+      await decryptArchive(src, m2, keys, out);
+    } finally {
+      await src.close();
+    }
+    expect(sha256Hex(await readFile(out))).toBe(m.archive.sha256);
+  }, 120_000);
 });
