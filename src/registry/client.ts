@@ -41,7 +41,21 @@ export interface ComponentInfo {
   downloads?: number;
   releases?: string[];
   status?: string;
-  signature?: { status: string };
+  signature?: SignatureInfo;
+  /** Detail view only: the archive is stored encrypted with age (null: plaintext). */
+  encryption?: { format: 'age'; recipients: string[]; passphrase: boolean } | null;
+}
+
+/** Signature status as the registry reports it (see docs/api.md, "Signatures"). */
+export type SignatureInfo =
+  | { status: 'unsigned' }
+  | { status: 'signed'; keyId: string; verified: boolean; trustedComment: string }
+  | { status: 'invalid'; keyId: string | null; reason: string };
+
+export interface SignatureUploadResult {
+  status: 'created' | 'unchanged';
+  keyId: string;
+  verified: boolean;
 }
 
 export interface ReleaseInfo {
@@ -54,6 +68,7 @@ export interface ReleaseInfo {
   publishedBy: string;
   pointers?: string[];
   status?: string;
+  signature?: SignatureInfo;
 }
 
 export interface PointerInfo {
@@ -289,6 +304,51 @@ export function createRegistryClient(options: RegistryClientOptions) {
   const e = encodeURIComponent;
   const nsPath = (ns: string): string => `api/v1/namespaces/${e(ns)}`;
 
+  const textOrUndefined = async (path: string): Promise<string | undefined> => {
+    const res = await request('GET', path);
+    if (res.status === 404) {
+      res.body.resume();
+      return undefined;
+    }
+    if (res.status >= 400) return fail(res, 'GET', path);
+    return (await readAll(res.body, 1024 * 1024)).toString('utf8');
+  };
+
+  const putSignatureText = async (path: string, signature: string): Promise<SignatureUploadResult> => {
+    const res = await request('PUT', path, {
+      headers: { 'content-type': 'text/plain; charset=utf-8', accept: 'application/json' },
+      body: signature,
+      idempotent: true,
+    });
+    if (res.status === 409 || res.status === 400) {
+      let j: { code?: string; message?: string } = {};
+      try {
+        j = JSON.parse((await readAll(res.body, 1024 * 1024)).toString('utf8')) as typeof j;
+      } catch {
+        // not JSON
+      }
+      const where = `${location}: PUT ${path}`;
+      if (j.code === 'ERR_SIGNATURE_EXISTS')
+        throw new DeployToolError('ERR_SIGNATURE_INVALID', `${where}: ${j.message ?? 'already signed'}`, {
+          hint: 'Signatures on the registry are immutable. Keep the existing one, or ask an admin to delete it first (DELETE .../signature).',
+          details: { status: res.status, code: j.code },
+        });
+      if (j.code === 'ERR_UNTRUSTED_KEY' || j.code === 'ERR_SIGNATURE_INVALID')
+        throw new DeployToolError(j.code, `${where}: ${j.message ?? 'signature refused'}`, {
+          hint:
+            j.code === 'ERR_UNTRUSTED_KEY'
+              ? 'The registry accepts only signatures by the keys it trusts (serve --trusted-key). Sign with one of them.'
+              : 'The signature does not match the published manifest; sign the exact published bytes again.',
+          details: { status: res.status, code: j.code },
+        });
+      throw new DeployToolError('ERR_REGISTRY', `${where}: ${j.message ?? `HTTP ${res.status}`}`, {
+        details: { status: res.status, code: j.code ?? '' },
+      });
+    }
+    if (res.status >= 400) return fail(res, 'PUT', path);
+    return JSON.parse((await readAll(res.body)).toString('utf8')) as SignatureUploadResult;
+  };
+
   return {
     location,
     request,
@@ -437,6 +497,23 @@ export function createRegistryClient(options: RegistryClientOptions) {
     archivePath(ns: string, type: string, version: string): string {
       return `${nsPath(ns)}/components/${e(type)}/${e(version)}/archive`;
     },
+    /** The `.minisig` of a component manifest, or undefined when it is not signed. */
+    async componentSignatureText(ns: string, type: string, version: string): Promise<string | undefined> {
+      return textOrUndefined(`${nsPath(ns)}/components/${e(type)}/${e(version)}/signature`);
+    },
+    async putComponentSignature(
+      ns: string,
+      type: string,
+      version: string,
+      signature: string,
+    ): Promise<SignatureUploadResult> {
+      return putSignatureText(`${nsPath(ns)}/components/${e(type)}/${e(version)}/signature`, signature);
+    },
+    async deleteComponentSignature(ns: string, type: string, version: string): Promise<void> {
+      await json('DELETE', `${nsPath(ns)}/components/${e(type)}/${e(version)}/signature`, undefined, {
+        notFound: 'ERR_UNSIGNED',
+      });
+    },
     async deleteComponent(ns: string, type: string, version: string): Promise<void> {
       await json('DELETE', `${nsPath(ns)}/components/${e(type)}/${e(version)}`, undefined, {
         notFound: 'ERR_COMPONENT_NOT_FOUND',
@@ -469,6 +546,22 @@ export function createRegistryClient(options: RegistryClientOptions) {
       }
       if (res.status >= 400) return fail(res, 'GET', path);
       return (await readAll(res.body)).toString('utf8');
+    },
+    /** The `.minisig` of a release manifest (release.json.minisig), or undefined when unsigned. */
+    async releaseSignatureText(ns: string, release: string): Promise<string | undefined> {
+      return textOrUndefined(`${nsPath(ns)}/releases/${e(release)}/signature`);
+    },
+    async putReleaseSignature(
+      ns: string,
+      release: string,
+      signature: string,
+    ): Promise<SignatureUploadResult> {
+      return putSignatureText(`${nsPath(ns)}/releases/${e(release)}/signature`, signature);
+    },
+    async deleteReleaseSignature(ns: string, release: string): Promise<void> {
+      await json('DELETE', `${nsPath(ns)}/releases/${e(release)}/signature`, undefined, {
+        notFound: 'ERR_UNSIGNED',
+      });
     },
     async deleteRelease(ns: string, release: string): Promise<void> {
       await json('DELETE', `${nsPath(ns)}/releases/${e(release)}`, undefined, {

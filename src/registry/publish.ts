@@ -4,6 +4,7 @@
  * its metadata, then the release manifest last (it is what makes the release exist), then
  * optionally move a pointer (`latest`, ...) by compare-and-swap.
  */
+import { resolve } from 'node:path';
 import { DeployToolError } from '../core/errors.js';
 import type { CommonOptions } from '../core/events.js';
 import { gitInfo } from '../core/git.js';
@@ -14,6 +15,11 @@ import { toolName } from '../core/version.js';
 import { serializeManifest } from '../manifest/component.js';
 import { RELEASE_SCHEMA_VERSION, type ReleaseComponent, type ReleaseManifest } from '../manifest/release.js';
 import { checkComponents, releaseComponentPaths } from '../ops/publish.js';
+import { componentManifestPath, manifestFileName } from '../ops/components.js';
+import { storedArchive } from '../trust/encrypt.js';
+import { keyIdHex, loadSecretKey } from '../trust/keys.js';
+import { readSignatureFile } from '../trust/sign.js';
+import { signatureKeyId, signMessage, verifySignature } from '../trust/signature.js';
 import { createRegistryClient, type ComponentInfo, type RegistryClient } from './client.js';
 
 export interface RegistryPublishOptions extends CommonOptions {
@@ -28,6 +34,22 @@ export interface RegistryPublishOptions extends CommonOptions {
   metadata?: Partial<ComponentInfo['metadata']> | undefined;
   /** Move these pointers to the new release (admin tokens only). */
   pointers?: string[] | undefined;
+  /**
+   * Private key (publish --sign KEY): signs each component manifest and the release manifest and
+   * uploads the detached signatures. Without it, a component signature made by
+   * `sign --component` (deployment/manifests/...manifest.json.minisig) is uploaded as it is.
+   */
+  sign?: string | undefined;
+}
+
+export interface RegistrySignatureResult {
+  /** "component TYPE:VERSION" or "release R". */
+  subject: string;
+  keyId: string;
+  /** created: uploaded now; unchanged: the registry already had a signature by this key. */
+  status: 'created' | 'unchanged';
+  /** The registry checked it against a key it trusts (serve --trusted-key). */
+  verified: boolean;
 }
 
 export interface RegistryPublishResult {
@@ -46,6 +68,47 @@ export interface RegistryPublishResult {
   }[];
   bytesUploaded: number;
   pointers: { name: string; revision: number }[];
+  /** Signatures uploaded (or already there); keyId of the signing key when --sign was given. */
+  signatures: RegistrySignatureResult[];
+  signedBy: string | null;
+}
+
+/**
+ * Uploads one signature unless the registry already has one by the same key (signatures are
+ * immutable there). Another key's signature is an error when signing now (`explicit`), a warning
+ * when only carrying a local signature along.
+ */
+async function uploadSignature(
+  o: {
+    subject: string;
+    signature: string;
+    explicit: boolean;
+    existing: () => Promise<string | undefined>;
+    put: (sig: string) => Promise<{ status: 'created' | 'unchanged'; keyId: string; verified: boolean }>;
+  },
+  onWarning: ((m: string) => void) | undefined,
+): Promise<RegistrySignatureResult | undefined> {
+  const keyId = signatureKeyId(o.signature, `the signature of ${o.subject}`);
+  const cur = await o.existing();
+  if (cur !== undefined) {
+    let curId: string | undefined;
+    try {
+      curId = signatureKeyId(cur, `the registry's signature of ${o.subject}`);
+    } catch {
+      curId = undefined;
+    }
+    if (curId === keyId) return { subject: o.subject, keyId, status: 'unchanged', verified: false };
+    const message = `${o.subject} is already signed on the registry by ${curId ? `key ${curId}` : 'an unreadable signature'}, not by key ${keyId}`;
+    if (!o.explicit) {
+      onWarning?.(`${message}; the local signature was not uploaded`);
+      return undefined;
+    }
+    throw new DeployToolError('ERR_SIGNATURE_INVALID', message, {
+      hint: 'Signatures on the registry are immutable. Keep the existing one, or ask a registry admin to delete it (DELETE .../signature) and publish again.',
+    });
+  }
+  const r = await o.put(o.signature);
+  return { subject: o.subject, keyId: r.keyId, status: r.status, verified: r.verified };
 }
 
 export async function publishToRegistry(options: RegistryPublishOptions): Promise<RegistryPublishResult> {
@@ -61,6 +124,14 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
       ? undefined
       : validateVersion(options.releaseVersion, 'Release version');
   const checked = await checkComponents(project, refs, options);
+  const signer = options.sign ? await loadSecretKey(resolve(options.cwd, options.sign)) : undefined;
+  const signatures: RegistrySignatureResult[] = [];
+  const sigFor = (text: string, file: string, subject: string): string | undefined => {
+    if (!signer) return undefined;
+    const sig = signMessage(signer, text, { file, subject });
+    verifySignature(text, sig, [signer.publicKey], file);
+    return sig;
+  };
   const client = options.client ?? createRegistryClient({ url: options.registry, token: options.token });
   try {
     const out: RegistryPublishResult['components'] = [];
@@ -68,11 +139,13 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
     const entries: ReleaseComponent[] = [];
     for (const c of checked) {
       const m = c.manifest;
-      const have = await client.headBlob(m.archive.sha256);
+      // What is stored and transferred: the ciphertext when the component is encrypted.
+      const stored = storedArchive(m);
+      const have = await client.headBlob(stored.sha256);
       let uploaded = false;
       if (!have) {
-        options.onLog?.(`uploading ${m.archive.name} (${m.archive.size} bytes)`);
-        await client.uploadBlobFile(m.archive.sha256, c.archivePath, (done, total) =>
+        options.onLog?.(`uploading ${stored.name} (${stored.size} bytes)`);
+        await client.uploadBlobFile(stored.sha256, c.archivePath, (done, total) =>
           options.onProgress?.({
             phase: 'upload',
             item: `${c.ref.type}:${c.ref.version}`,
@@ -82,26 +155,43 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
           }),
         );
         uploaded = true;
-        bytesUploaded += m.archive.size;
+        bytesUploaded += stored.size;
       }
       const r = await client.putComponent(namespace, c.ref.type, c.ref.version, c.text, options.metadata);
       out.push({
         type: c.ref.type,
         version: c.ref.version,
-        archiveSha256: m.archive.sha256,
-        archiveSize: m.archive.size,
+        archiveSha256: stored.sha256,
+        archiveSize: stored.size,
         uploaded,
         status: r.status === 'unchanged' ? 'unchanged' : 'created',
       });
-      const p = releaseComponentPaths(c.ref, m.archive.name);
+      const p = releaseComponentPaths(c.ref, stored.name);
+      const subject = `component ${c.ref.type}:${c.ref.version}`;
+      const sig =
+        sigFor(c.text, manifestFileName(c.ref), subject) ??
+        (await readSignatureFile(componentManifestPath(project, c.ref)));
+      if (sig !== undefined) {
+        const done = await uploadSignature(
+          {
+            subject,
+            signature: sig,
+            explicit: !!signer,
+            existing: () => client.componentSignatureText(namespace, c.ref.type, c.ref.version),
+            put: (x) => client.putComponentSignature(namespace, c.ref.type, c.ref.version, x),
+          },
+          options.onWarning,
+        );
+        if (done) signatures.push(done);
+      }
       entries.push({
         type: c.ref.type,
         version: c.ref.version,
         manifest: p.manifest,
         manifestSha256: sha256Hex(c.text),
         archive: p.archive,
-        archiveSha256: m.archive.sha256,
-        archiveSize: m.archive.size,
+        archiveSha256: stored.sha256,
+        archiveSize: stored.size,
         compression: m.archive.compression,
       });
     }
@@ -127,6 +217,22 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
       }
       const r = await client.putRelease(namespace, release, text);
       releaseStatus = r.status === 'unchanged' ? 'unchanged' : 'created';
+      // Signed once the release exists (a reader meanwhile sees it unsigned, and refuses it if it
+      // requires signatures).
+      const sig = sigFor(text, 'release.json', `release ${release}`);
+      if (sig !== undefined) {
+        const done = await uploadSignature(
+          {
+            subject: `release ${release}`,
+            signature: sig,
+            explicit: true,
+            existing: () => client.releaseSignatureText(namespace, release),
+            put: (x) => client.putReleaseSignature(namespace, release, x),
+          },
+          options.onWarning,
+        );
+        if (done) signatures.push(done);
+      }
     }
     const pointers: RegistryPublishResult['pointers'] = [];
     if (release) {
@@ -143,7 +249,10 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
         }
       }
     }
-    const unchanged = out.every((c) => c.status === 'unchanged') && releaseStatus !== 'created';
+    const unchanged =
+      out.every((c) => c.status === 'unchanged') &&
+      releaseStatus !== 'created' &&
+      signatures.every((x) => x.status === 'unchanged');
     return {
       status: unchanged ? 'unchanged' : 'published',
       method: 'registry',
@@ -153,6 +262,8 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
       components: out,
       bytesUploaded,
       pointers,
+      signatures,
+      signedBy: signer ? keyIdHex(signer.keyId) : null,
     };
   } finally {
     if (!options.client) client.close();

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { positiveInt } from '../../core/validate.js';
 import { startServer } from '../../registry/server/serve.js';
-import { action } from '../context.js';
+import { action, collect } from '../context.js';
 
 interface ServeFlags {
   data?: string;
@@ -17,6 +17,7 @@ interface ServeFlags {
   s3Endpoint?: string;
   s3Region?: string;
   accessLog?: boolean;
+  trustedKey?: string[];
 }
 
 export function registerServe(program: Command): void {
@@ -40,6 +41,11 @@ export function registerServe(program: Command): void {
     .option('--s3-endpoint <url>', 'S3 endpoint for an s3:// store')
     .option('--s3-region <region>', 'S3 region for an s3:// store')
     .option('--no-access-log', 'do not print one line per request')
+    .option(
+      '--trusted-key <file>',
+      'public key (.pub or one-line key): accept only signatures by such keys, shown as verified (repeatable)',
+      collect,
+    )
     .action(
       action<ServeFlags>(async (opts, ui, common) => {
         const running = await startServer({
@@ -55,6 +61,7 @@ export function registerServe(program: Command): void {
           publicUrl: opts.publicUrl,
           bootstrapTokenFile: opts.bootstrapTokenFile,
           s3: { endpoint: opts.s3Endpoint, region: opts.s3Region },
+          trustedKeys: opts.trustedKey,
           log:
             opts.accessLog === false || ui.flags.quiet
               ? undefined

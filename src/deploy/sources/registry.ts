@@ -1,7 +1,9 @@
 /**
  * The ReleaseSource of the registry method: release and component manifests come from the
  * registry API (exact bytes, checked against the release's manifestSha256), archives are read
- * with HTTP range requests (so the deploy engine reads only what it needs, and retries).
+ * with HTTP range requests (so the deploy engine reads only what it needs, and retries). Detached
+ * signatures come with the manifests, and encrypted archives are read as stored (the ciphertext),
+ * so the trust layer around this source checks and decrypts them exactly as for other methods.
  */
 import type { ArchiveSource } from '../../archive/reader.js';
 import { DeployToolError } from '../../core/errors.js';
@@ -10,6 +12,7 @@ import type { ComponentRef } from '../../core/validate.js';
 import { parseComponentManifestText } from '../../manifest/component.js';
 import { parseReleaseManifestText, type ReleaseComponent } from '../../manifest/release.js';
 import { createRegistryClient, type RegistryClient } from '../../registry/client.js';
+import { storedArchive } from '../../trust/encrypt.js';
 import type { LoadedComponent, LoadedRelease, ReleaseSource } from '../source.js';
 
 export interface RegistrySourceOptions {
@@ -53,7 +56,9 @@ export function createRegistryReleaseSource(
           hint: 'The registry returned another release than asked for; report it to the registry admin.',
         });
       }
-      return { manifest, text };
+      // The detached signature (release.json.minisig), checked by the trust layer (src/trust/source.ts).
+      const signature = await client.releaseSignatureText(ns, release);
+      return { manifest, text, signature };
     },
     async getComponent(ref, release): Promise<LoadedComponent> {
       const text = await client.componentManifestText(ns, ref.type, ref.version);
@@ -81,20 +86,27 @@ export function createRegistryReleaseSource(
           `${where} describes ${manifest.type}:${manifest.version}, not ${ref.type}:${ref.version}`,
         );
       }
-      return { manifest, text };
+      // A release's components are covered by the release signature; a bare TYPE:VERSION needs
+      // its own (the manifest's .minisig).
+      const signature = isReleaseRef(ref)
+        ? undefined
+        : await client.componentSignatureText(ns, ref.type, ref.version);
+      return { manifest, text, signature };
     },
     openArchive(component): Promise<ArchiveSource> {
       const m = component.manifest;
+      // The stored archive: the ciphertext when encrypted (the trust layer decrypts it).
+      const stored = storedArchive(m);
       const path = client.archivePath(ns, m.type, m.version);
       let first = true;
       const source: ArchiveSource = {
-        location: `${client.location} ${ns}/${m.type}:${m.version} (${m.archive.name})`,
-        size: () => Promise.resolve(m.archive.size),
+        location: `${client.location} ${ns}/${m.type}:${m.version} (${stored.name})`,
+        size: () => Promise.resolve(stored.size),
         async read(offset, length) {
           const continuation = !first;
           first = false;
-          const len = Math.max(0, Math.min(length, m.archive.size - offset));
-          return client.readBlobRange(m.archive.sha256, offset, len, { continuation, path });
+          const len = Math.max(0, Math.min(length, stored.size - offset));
+          return client.readBlobRange(stored.sha256, offset, len, { continuation, path });
         },
         close: () => Promise.resolve(),
       };

@@ -10,6 +10,7 @@ import { DeployToolError, isDeployToolError } from '../../core/errors.js';
 import { redact } from '../../core/redact.js';
 import { validateProjectName, validateType, validateVersion } from '../../core/validate.js';
 import type { Store } from '../../store/types.js';
+import type { PublicKey } from '../../trust/keys.js';
 import {
   can,
   checkToken,
@@ -57,6 +58,11 @@ export interface RegistryOptions {
   now?: () => Date;
   /** Public base URL shown in the UI's deploy commands (default: from the Host header). */
   publicUrl?: string;
+  /**
+   * Public keys the registry trusts (`serve --trusted-key`): uploaded signatures must verify with
+   * one of them, and signature status says "verified". None: any well-formed signature is kept.
+   */
+  trustedKeys?: PublicKey[];
 }
 
 export type Need =

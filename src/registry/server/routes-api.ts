@@ -14,9 +14,17 @@ import {
   rankOf,
   scopeWithin,
 } from './auth.js';
+import { storedArchive } from '../../trust/encrypt.js';
 import { blobKey, receiveBlob, serveBlob } from './content.js';
 import { HttpError, readBody, readJson, sendJson, sendText } from './http.js';
 import type { ComponentMetadata, ComponentRow, ReleaseRow, Role } from './repo/types.js';
+import {
+  deleteSignature,
+  receiveSignature,
+  sendSignature,
+  statusOf,
+  type SignedSubject,
+} from './signatures.js';
 
 const safeText = (max: number) =>
   z
@@ -138,6 +146,44 @@ async function getReleaseOr404(app: RegistryApp, ctx: RouteContext): Promise<Rel
   const r = await app.repo.getRelease(ns, release);
   if (!r) throw new HttpError('ERR_NOT_FOUND', `release ${release} is not in namespace "${ns}"`);
   return r;
+}
+
+export const componentSubject = (c: ComponentRow): SignedSubject => ({
+  kind: 'component',
+  ns: c.namespace,
+  type: c.type,
+  version: c.version,
+  manifestSha256: c.manifestSha256,
+});
+
+export const releaseSubject = (r: ReleaseRow): SignedSubject => ({
+  kind: 'release',
+  ns: r.namespace,
+  release: r.release,
+  manifestSha256: r.manifestSha256,
+});
+
+/** The `encryption` summary of a component manifest (null: the archive is stored in plaintext). */
+export function encryptionOf(
+  text: Buffer | undefined,
+): { format: 'age'; recipients: string[]; passphrase: boolean } | null {
+  if (!text) return null;
+  try {
+    const e = parseComponentManifestText(text.toString('utf8'), 'manifest').encryption;
+    return e ? { format: e.format, recipients: e.recipients, passphrase: e.passphrase } : null;
+  } catch {
+    return null;
+  }
+}
+
+async function manifestBytes(app: RegistryApp, sha256: string): Promise<Buffer> {
+  const data = await app.store.get(blobKey(sha256));
+  if (!data) {
+    if (!(await app.storeReady()))
+      throw new HttpError('ERR_STORE_UNAVAILABLE', 'the content store is unavailable');
+    throw new HttpError('ERR_NOT_FOUND', 'the manifest content is missing from the store');
+  }
+  return data;
 }
 
 /** Sends the exact bytes of a stored manifest (content-addressed, so immutable). */
@@ -331,7 +377,13 @@ export const apiRoutes: Route[] = [
         app.repo.downloadsOf(c.namespace, c.type, c.version),
         app.repo.releasesUsing(c.namespace, c.type, c.version),
       ]);
-      sendJson(ctx.res, 200, componentJson(c, { downloads, releases, signature: { status: 'unsigned' } }));
+      const text = await app.store.get(blobKey(c.manifestSha256));
+      const signature = await statusOf(app, componentSubject(c), text);
+      sendJson(
+        ctx.res,
+        200,
+        componentJson(c, { downloads, releases, signature, encryption: encryptionOf(text) }),
+      );
     },
   },
   {
@@ -360,16 +412,19 @@ export const apiRoutes: Route[] = [
           `${where} is already published in "${ns}" with other content`,
         );
       }
-      const archive = await app.store.head(blobKey(manifest.archive.sha256));
+      // The stored archive: the ciphertext when the component is encrypted (the manifest keeps the
+      // plaintext's digests too, checked by the deploy after decryption).
+      const stored = storedArchive(manifest);
+      const archive = await app.store.head(blobKey(stored.sha256));
       if (!archive)
         throw new HttpError(
           'ERR_BLOB_MISSING',
-          `upload the archive first: PUT /api/v1/blobs/${manifest.archive.sha256}`,
+          `upload the archive first: PUT /api/v1/blobs/${stored.sha256}`,
         );
-      if (archive.size !== manifest.archive.size)
+      if (archive.size !== stored.size)
         throw new HttpError(
           'ERR_BLOB_MISSING',
-          `the stored archive has ${archive.size} bytes, the manifest says ${manifest.archive.size}`,
+          `the stored archive has ${archive.size} bytes, the manifest says ${stored.size}`,
         );
       await app.store.put(blobKey(manifestSha256), body.manifest, { ifNoneMatch: true });
       const m = body.metadata ?? {};
@@ -386,9 +441,9 @@ export const apiRoutes: Route[] = [
         version,
         manifestSha256,
         manifestSize: Buffer.byteLength(body.manifest),
-        archiveSha256: manifest.archive.sha256,
-        archiveSize: manifest.archive.size,
-        archiveName: manifest.archive.name,
+        archiveSha256: stored.sha256,
+        archiveSize: stored.size,
+        archiveName: stored.name,
         compression: manifest.archive.compression,
         files: manifest.summary.files,
         totalSize: manifest.summary.totalSize,
@@ -457,6 +512,32 @@ export const apiRoutes: Route[] = [
     },
   },
 
+  {
+    method: 'GET',
+    path: '/api/v1/namespaces/:ns/components/:type/:version/signature',
+    need: { kind: 'action', action: 'read', ns: ':ns' },
+    async handle(ctx, app) {
+      await sendSignature(ctx, app, componentSubject(await getComponentOr404(app, ctx)));
+    },
+  },
+  {
+    method: 'PUT',
+    path: '/api/v1/namespaces/:ns/components/:type/:version/signature',
+    need: { kind: 'action', action: 'write', ns: ':ns' },
+    async handle(ctx, app) {
+      const c = await getComponentOr404(app, ctx);
+      await receiveSignature(ctx, app, componentSubject(c), await manifestBytes(app, c.manifestSha256));
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/api/v1/namespaces/:ns/components/:type/:version/signature',
+    need: { kind: 'action', action: 'admin', ns: ':ns' },
+    async handle(ctx, app) {
+      await deleteSignature(ctx, app, componentSubject(await getComponentOr404(app, ctx)));
+    },
+  },
+
   // ---- releases ----
   {
     method: 'GET',
@@ -480,7 +561,8 @@ export const apiRoutes: Route[] = [
       const pointers = (await app.repo.listPointers(r.namespace))
         .filter((p) => p.target === r.release)
         .map((p) => p.name);
-      sendJson(ctx.res, 200, releaseJson(r, { pointers }));
+      const signature = await statusOf(app, releaseSubject(r));
+      sendJson(ctx.res, 200, releaseJson(r, { pointers, signature }));
     },
   },
   {
@@ -490,6 +572,31 @@ export const apiRoutes: Route[] = [
     async handle(ctx, app) {
       const r = await getReleaseOr404(app, ctx);
       await sendManifest(ctx, app, r.manifestSha256);
+    },
+  },
+  {
+    method: 'GET',
+    path: '/api/v1/namespaces/:ns/releases/:release/signature',
+    need: { kind: 'action', action: 'read', ns: ':ns' },
+    async handle(ctx, app) {
+      await sendSignature(ctx, app, releaseSubject(await getReleaseOr404(app, ctx)));
+    },
+  },
+  {
+    method: 'PUT',
+    path: '/api/v1/namespaces/:ns/releases/:release/signature',
+    need: { kind: 'action', action: 'write', ns: ':ns' },
+    async handle(ctx, app) {
+      const r = await getReleaseOr404(app, ctx);
+      await receiveSignature(ctx, app, releaseSubject(r), await manifestBytes(app, r.manifestSha256));
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/api/v1/namespaces/:ns/releases/:release/signature',
+    need: { kind: 'action', action: 'admin', ns: ':ns' },
+    async handle(ctx, app) {
+      await deleteSignature(ctx, app, releaseSubject(await getReleaseOr404(app, ctx)));
     },
   },
   {

@@ -9,7 +9,8 @@ import { allowedNamespaces, checkToken, publicToken, scopeWithin } from './auth.
 import { blobKey, serveBlob } from './content.js';
 import { escapeHtml as h, HttpError, readBody } from './http.js';
 import type { ComponentRow, Role } from './repo/types.js';
-import { createToken, revokeToken } from './routes-api.js';
+import { componentSubject, createToken, releaseSubject, revokeToken } from './routes-api.js';
+import { statusOf, type SignatureStatus } from './signatures.js';
 
 const CSS = `
 :root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--bg:#f6f8fa;--accent:#0969da;--ok:#1a7f37;--warn:#9a6700}
@@ -31,6 +32,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1.2rem;margin:0}
 .tag{display:inline-block;background:#ddf4ff;color:#0550ae;border-radius:999px;padding:0 .55rem;margin:0 .25rem .25rem 0;font-size:.8rem}
 .badge{display:inline-block;border-radius:4px;padding:0 .4rem;font-size:.8rem;border:1px solid var(--line)}
 .badge.ok{color:var(--ok);border-color:var(--ok)}.badge.warn{color:var(--warn);border-color:var(--warn)}
+.badge.bad{color:#d1242f;border-color:#d1242f}
 .notice{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:.75rem 1rem;margin:1rem 0}
 .error{background:#ffebe9;border:1px solid #ff8182;border-radius:6px;padding:.75rem 1rem;margin:1rem 0}
 .muted{color:var(--muted)}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(16rem,1fr));gap:1rem}
@@ -51,6 +53,27 @@ function formatBytes(n: number): string {
 }
 
 const seg = encodeURIComponent;
+
+function signatureHtml(s: SignatureStatus): string {
+  if (s.status === 'unsigned') return '<span class="badge warn">not signed</span>';
+  if (s.status === 'invalid')
+    return `<span class="badge bad">invalid signature</span>${s.keyId ? ` <span class="muted">key <span class="mono">${h(s.keyId)}</span></span>` : ''} <span class="muted">${h(s.reason)}</span>`;
+  return `<span class="badge ok">signed</span> by key <span class="mono">${h(s.keyId)}</span> <span class="muted">${
+    s.verified
+      ? '(verified by this registry)'
+      : '(not checked: this registry does not trust the key; deploy with --require-signature --trusted-key)'
+  }</span>`;
+}
+
+function encryptionHtml(m: ComponentManifest | undefined): string {
+  const e = m?.encryption;
+  if (!e) return '<span class="muted">none</span>';
+  return `age, ${
+    e.passphrase
+      ? 'with a passphrase'
+      : `to ${e.recipients.map((r) => `<span class="sha mono">${h(r)}</span>`).join(', ')}`
+  } <span class="muted">(the registry holds only the ciphertext)</span>`;
+}
 
 function page(ctx: RouteContext, title: string, body: string): string {
   const p = ctx.principal;
@@ -268,6 +291,7 @@ ${failed ? '<div class="error" role="alert">That token is not valid, has expired
       } catch {
         manifest = undefined;
       }
+      const signature = await statusOf(app, componentSubject(c), text);
       const files = (manifest?.files ?? []).filter((f) => f.type === 'file');
       const shown = files.slice(0, 1000);
       const base = baseUrl(ctx, app);
@@ -289,7 +313,8 @@ ${m.description ? `<p>${h(m.description)}</p>` : ''}
 <dt>Files</dt><dd>${c.files} (${formatBytes(c.totalSize)})</dd>
 <dt>Archive</dt><dd><a href="/ns/${seg(ns)}/components/${seg(type)}/${seg(version)}/download">${h(c.archiveName)}</a> (${formatBytes(c.archiveSize)})</dd>
 <dt>Compression</dt><dd>${h(c.compression)}${manifest ? ` level ${manifest.archive.level}, ${manifest.frames.length} frame(s)` : ''}</dd>
-<dt>Signature</dt><dd><span class="badge warn">not signed</span> <span class="muted">(signing is not available yet)</span></dd>
+<dt>Encryption</dt><dd>${encryptionHtml(manifest)}</dd>
+<dt>Signature</dt><dd>${signatureHtml(signature)}</dd>
 <dt>Downloads</dt><dd><strong>${downloads}</strong></dd>
 <dt>Releases</dt><dd>${releases.length ? releases.map((r) => `<a href="/ns/${seg(ns)}/releases/${seg(r)}">${h(r)}</a>`).join(', ') : '<span class="muted">none</span>'}</dd>
 </dl></div></div>
@@ -338,6 +363,7 @@ ${shown.map((f) => `<tr><td class="mono">${h(f.path)}</td><td class="num">${form
       );
       const pointers = (await app.repo.listPointers(ns)).filter((p) => p.target === release);
       const text = await app.store.get(blobKey(r.manifestSha256));
+      const signature = await statusOf(app, releaseSubject(r), text);
       const pretty = text ? JSON.stringify(JSON.parse(text.toString('utf8')) as unknown, null, 2) : '';
       const base = baseUrl(ctx, app);
       const body = `<p class="muted"><a href="/?q=${seg(ns)}">${h(ns)}</a> / releases</p>
@@ -345,6 +371,7 @@ ${shown.map((f) => `<tr><td class="mono">${h(f.path)}</td><td class="num">${form
 ${r.notes ? `<p>${h(r.notes)}</p>` : ''}
 <dl><dt>Namespace</dt><dd>${h(ns)}</dd><dt>Published</dt><dd>${h(r.createdAt)} by ${h(r.publishedBy)}</dd>
 <dt>Pointers</dt><dd>${pointers.length ? pointers.map((p) => `<span class="badge ok">${h(p.name)}</span>`).join(' ') : '<span class="muted">none</span>'}</dd>
+<dt>Signature</dt><dd>${signatureHtml(signature)}</dd>
 <dt>Manifest sha256</dt><dd class="sha mono">${h(r.manifestSha256)}</dd></dl>
 <h2>Deploy</h2><pre class="cmd">${h(`deploy-tool deploy --method registry --registry ${base} --namespace ${ns} --release ${release} --target /opt/ml-apps/${ns}`)}</pre>
 <h2>Components</h2>

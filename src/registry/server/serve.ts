@@ -10,6 +10,7 @@ import { DeployToolError, errnoCode } from '../../core/errors.js';
 import { redact, registerSecret } from '../../core/redact.js';
 import { createFilesystemStore } from '../../store/drivers/filesystem.js';
 import type { Store } from '../../store/types.js';
+import { loadPublicKey, type PublicKey } from '../../trust/keys.js';
 import { createRegistry, type Registry, type RegistryOptions } from './app.js';
 import { createPostgresRepo } from './repo/postgres.js';
 import { createSqliteRepo } from './repo/sqlite.js';
@@ -35,6 +36,9 @@ export interface ServeOptions {
   maxJsonBytes?: number | undefined;
   limiter?: RegistryOptions['limiter'];
   log?: (line: string) => void;
+  /** `--trusted-key FILE|KEY` (repeatable): signatures must verify with one of these keys. */
+  trustedKeys?: string[] | undefined;
+  maxBlobBytes?: number | undefined;
   /** Options for S3 stores (endpoint, region), passed to the S3 driver. */
   s3?: { endpoint?: string | undefined; region?: string | undefined } | undefined;
 }
@@ -88,6 +92,8 @@ export async function openStore(spec: string, cwd: string, s3?: ServeOptions['s3
 
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const dataDir = resolve(options.cwd, options.data ?? 'registry-data');
+  const trustedKeys: PublicKey[] = [];
+  for (const spec of options.trustedKeys ?? []) trustedKeys.push(await loadPublicKey(spec, options.cwd));
   const store = await openStore(options.store ?? join(dataDir, 'store'), options.cwd, options.s3);
   const repo = openRepo(options.db ?? `sqlite:${join(dataDir, 'registry.db')}`, dataDir);
   let bootstrap = options.bootstrapToken ?? process.env.DEPLOY_TOOL_BOOTSTRAP_TOKEN;
@@ -113,6 +119,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     trustProxy: !!options.trustProxy,
     ...(options.publicUrl ? { publicUrl: options.publicUrl } : {}),
     ...(options.maxJsonBytes ? { maxJsonBytes: options.maxJsonBytes } : {}),
+    ...(options.maxBlobBytes ? { maxBlobBytes: options.maxBlobBytes } : {}),
+    ...(trustedKeys.length ? { trustedKeys } : {}),
     ...(options.limiter ? { limiter: options.limiter } : {}),
     ...(options.log ? { log: options.log } : {}),
   });

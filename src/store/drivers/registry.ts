@@ -6,6 +6,7 @@
  *   namespaces/NS/components/TYPE/VERSION/manifest.json -> component manifest (put = publish)
  *   namespaces/NS/releases/RELEASE/release.json         -> release manifest (put = publish)
  *   namespaces/NS/pointers/NAME                          -> {"target": RELEASE}; etag = revision
+ *   ...manifest.json.minisig, ...release.json.minisig    -> the detached signature (put = sign)
  *
  * Published versions are immutable on the server: a put of different content answers 'exists'
  * with ifNoneMatch, and throws otherwise. Pointer puts are compare-and-swap (ifMatch/ifNoneMatch).
@@ -27,7 +28,9 @@ type Parsed =
   | { kind: 'blob'; sha256: string }
   | { kind: 'component'; ns: string; type: string; version: string }
   | { kind: 'release'; ns: string; release: string }
-  | { kind: 'pointer'; ns: string; name: string };
+  | { kind: 'pointer'; ns: string; name: string }
+  | { kind: 'component-signature'; ns: string; type: string; version: string }
+  | { kind: 'release-signature'; ns: string; release: string };
 
 function parseKey(key: string): Parsed {
   const p = checkKey('registry', key).split('/');
@@ -40,8 +43,12 @@ function parseKey(key: string): Parsed {
   if (p[0] === 'namespaces' && p[1]) {
     if (p[2] === 'components' && p.length === 6 && p[5] === 'manifest.json' && p[3] && p[4])
       return { kind: 'component', ns: p[1], type: p[3], version: p[4] };
+    if (p[2] === 'components' && p.length === 6 && p[5] === 'manifest.json.minisig' && p[3] && p[4])
+      return { kind: 'component-signature', ns: p[1], type: p[3], version: p[4] };
     if (p[2] === 'releases' && p.length === 5 && p[4] === 'release.json' && p[3])
       return { kind: 'release', ns: p[1], release: p[3] };
+    if (p[2] === 'releases' && p.length === 5 && p[4] === 'release.json.minisig' && p[3])
+      return { kind: 'release-signature', ns: p[1], release: p[3] };
     if (p[2] === 'pointers' && p.length === 4 && p[3]) return { kind: 'pointer', ns: p[1], name: p[3] };
   }
   throw new Error(`[registry] key "${key}" is not one the registry stores (see docs/api.md)`);
@@ -66,6 +73,14 @@ export function createRegistryStore(options: RegistryStoreOptions): Store {
       case 'pointer': {
         const p = await client.getPointer(k.ns, k.name);
         return p ? Buffer.from(`${JSON.stringify({ target: p.target })}\n`) : undefined;
+      }
+      case 'component-signature': {
+        const t = await client.componentSignatureText(k.ns, k.type, k.version);
+        return t === undefined ? undefined : Buffer.from(t);
+      }
+      case 'release-signature': {
+        const t = await client.releaseSignatureText(k.ns, k.release);
+        return t === undefined ? undefined : Buffer.from(t);
       }
     }
   };
@@ -121,6 +136,20 @@ export function createRegistryStore(options: RegistryStoreOptions): Store {
         return immutable(() => client.putComponent(k.ns, k.type, k.version, text));
       case 'release':
         return immutable(() => client.putRelease(k.ns, k.release, text));
+      case 'component-signature':
+      case 'release-signature': {
+        // Immutable on the server too: another signature where one exists is 'exists' with
+        // ifNoneMatch, and an error otherwise (an admin deletes the old one first).
+        if (opts.ifNoneMatch) {
+          const cur = await get(key);
+          if (cur) return { status: 'exists' };
+        }
+        const r =
+          k.kind === 'component-signature'
+            ? await client.putComponentSignature(k.ns, k.type, k.version, text)
+            : await client.putReleaseSignature(k.ns, k.release, text);
+        return { status: r.status === 'unchanged' ? 'exists' : 'created' };
+      }
       case 'pointer': {
         let target: string;
         try {
@@ -220,6 +249,8 @@ export function createRegistryStore(options: RegistryStoreOptions): Store {
       const k = parseKey(key);
       if (k.kind === 'component') return client.deleteComponent(k.ns, k.type, k.version);
       if (k.kind === 'release') return client.deleteRelease(k.ns, k.release);
+      if (k.kind === 'component-signature') return client.deleteComponentSignature(k.ns, k.type, k.version);
+      if (k.kind === 'release-signature') return client.deleteReleaseSignature(k.ns, k.release);
       throw new Error(`[registry] ${k.kind} objects are not deleted through the store interface`);
     },
   };
