@@ -38,6 +38,8 @@ import { resolveTarget } from '../deploy/target.js';
 import { createTrustedSource, type DeployTrustOptions } from '../trust/source.js';
 import { bucketSourceFromFlags } from '../deploy/sources/s3.js';
 import { wantsStore, type StoreFlags } from '../store/resolve.js';
+import { componentRoutes } from '../store/routes.js';
+import { createRoutedReleaseSource } from '../deploy/sources/routed.js';
 
 export interface TargetCommandOptions extends CommonOptions {
   /** --target: a folder, or a name from .deploy-tool.yaml (see deploy/target.ts). */
@@ -64,7 +66,7 @@ export interface DeployOptions extends TargetCommandOptions {
   source?: ReleaseSource | undefined;
   /** Signatures and decryption (src/trust): --require-signature, --trusted-key, --identity, --passphrase-env. */
   trust?: DeployTrustOptions | undefined;
-  /** Bucket stores (src/deploy/sources/s3.ts): --store NAME, or --method s3|bos with --bucket etc. */
+  /** Bucket stores and registries (src/deploy/sources/s3.ts): --store NAME, --method s3|bos with --bucket etc., --method registry --registry URL --namespace NS. */
   remote?: (StoreFlags & { cacheDir?: string | undefined }) | undefined;
 }
 
@@ -135,9 +137,9 @@ const planned = (
 
 function makeSource(o: DeployOptions, project: Project | undefined): ReleaseSource {
   if (o.source) return o.source;
-  if (wantsStore({ ...o.remote, method: o.method }))
-    return bucketSourceFromFlags({
-      flags: { ...o.remote, method: o.method },
+  const bucket = (flags: StoreFlags): ReleaseSource =>
+    bucketSourceFromFlags({
+      flags,
       config: project?.config,
       baseDir: project?.root ?? o.cwd,
       cacheDir: o.remote?.cacheDir,
@@ -145,17 +147,24 @@ function makeSource(o: DeployOptions, project: Project | undefined): ReleaseSour
       onWarning: o.onWarning,
       onProgress: o.onProgress,
     });
+  const flags: StoreFlags = { ...o.remote, method: o.method };
+  // Mixed stores: components routed by deploy.components come from their own store.
+  const routes = new Map<string, { name: string; source: ReleaseSource }>();
+  for (const [type, name] of componentRoutes(project?.config, wantsStore(flags) ? flags.store : undefined))
+    routes.set(type, { name, source: bucket({ store: name }) });
+  if (wantsStore(flags)) return createRoutedReleaseSource({ main: bucket(flags), routes });
   const method = o.method ?? 'filesystem';
   if (method !== 'filesystem') {
     throw new DeployToolError('ERR_USAGE', `Deploy method "${method}" is not available in this version`, {
-      hint: 'Use --method filesystem with --releases-dir DIR, or --method s3|bos --bucket B, or --store NAME.',
+      hint: 'Use --method filesystem with --releases-dir DIR, --method s3|bos --bucket B, --method registry --registry URL, or --store NAME.',
     });
   }
-  return createFilesystemReleaseSource({
+  const main = createFilesystemReleaseSource({
     releasesDir: o.releasesDir ? resolve(o.cwd, o.releasesDir) : project?.paths.releases,
     componentsDir: project ? resolve(project.paths.deployment, 'components') : undefined,
     projectRoot: project?.root,
   });
+  return createRoutedReleaseSource({ main, routes });
 }
 
 /** What to deploy: a published release, or the current one (or --release) with components replaced. */

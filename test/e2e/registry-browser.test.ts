@@ -1,7 +1,8 @@
 /**
  * The registry web UI in a real Chromium (Debian's, driven by playwright-core), with JavaScript
  * disabled: log in, search, open a version page and a release page, create a token on the admin
- * page; check what a person sees and save screenshots under test-artifacts/.
+ * page; check what a person sees (signature status included) and save screenshots under
+ * test-artifacts/.
  */
 import { execSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -9,6 +10,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateKeys, loadSecretKey } from '../../src/trust/keys.js';
+import { signMessage } from '../../src/trust/signature.js';
 import { cleanupTempDirs, REPO, tempDir } from '../helpers/cli.js';
 import {
   apiPublishComponent,
@@ -25,6 +28,7 @@ const ARTIFACTS = join(REPO, 'test-artifacts');
 let srv: Awaited<ReturnType<typeof startRegistry>>;
 let browser: BrowserContext;
 let page: Page;
+let keyId = '';
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {
@@ -38,7 +42,10 @@ beforeAll(async () => {
     ['./models', 'model', '1.0.0'],
     ['./configs', 'config', '1.0.0'],
   ]);
-  srv = await startRegistry();
+  // A signing key the registry trusts: model:1.0.0 and the release are signed, config:1.0.0 not.
+  const keys = await generateKeys({ outDir: await tempDir('keys-'), name: 'release' });
+  keyId = keys.keyId;
+  srv = await startRegistry({ trustedKeys: [keys.publicKeyPath] });
   const meta = {
     description: 'ResNet-50 for image classification',
     author: 'ML Team',
@@ -56,6 +63,19 @@ beforeAll(async () => {
     body: releaseManifest('2024.01.20', components, 'First production release'),
   });
   expect(rel.status).toBe(201);
+  const secret = await loadSecretKey(keys.privateKeyPath);
+  for (const [path, kind] of [
+    ['/api/v1/namespaces/test-project/components/model/1.0.0', 'component'],
+    ['/api/v1/namespaces/test-project/releases/2024.01.20', 'release'],
+  ] as const) {
+    const text = (await request(srv.url, 'GET', `${path}/manifest`, { token: BOOTSTRAP })).text;
+    const signed = await request(srv.url, 'PUT', `${path}/signature`, {
+      token: BOOTSTRAP,
+      headers: { 'content-type': 'text/plain' },
+      body: signMessage(secret, text, { file: kind === 'release' ? 'release.json' : 'manifest.json' }),
+    });
+    expect(signed.status).toBe(201);
+  }
   // A fresh profile each run (launchPersistentContext is how playwright passes --user-data-dir).
   browser = await chromium.launchPersistentContext(await tempDir('chromium-'), {
     executablePath: CHROMIUM,
@@ -123,7 +143,9 @@ describe('registry web UI (no JavaScript)', () => {
     expect(main).toContain('model:1.0.0');
     expect(main).toContain('ResNet-50 for image classification');
     expect(main).toMatch(/Compression\s+zstd/);
-    expect(main).toContain('not signed');
+    expect(main).toMatch(new RegExp(`Signature\\s+signed by key ${keyId} \\(verified by this registry\\)`));
+    expect(main).not.toContain('not signed');
+    expect(main).toMatch(/Encryption\s+none/);
     expect(main).toMatch(/Downloads\s+0/);
     expect(main).toContain('weights.bin');
     expect(main).toMatch(/3\.0 MiB/);
@@ -150,7 +172,13 @@ describe('registry web UI (no JavaScript)', () => {
     expect(main).toContain('First production release');
     expect(main).toContain('config:1.0.0');
     expect(main).toContain('model:1.0.0');
+    expect(main).toMatch(new RegExp(`Signature\\s+signed by key ${keyId}`));
     await page.screenshot({ path: join(ARTIFACTS, 'registry-release.png'), fullPage: true });
+    // An unsigned component says so.
+    await page.click('text=config:1.0.0');
+    expect(new URL(page.url()).pathname).toBe('/ns/test-project/components/config/1.0.0');
+    expect(await page.locator('main').innerText()).toMatch(/Signature\s+not signed/);
+    await page.screenshot({ path: join(ARTIFACTS, 'registry-version-unsigned.png'), fullPage: true });
   });
 
   it('creates and revokes a token on the admin page; the token is shown once', async () => {

@@ -25,6 +25,8 @@ interface DeployFlags {
   region?: string;
   prefix?: string;
   cacheDir?: string;
+  registry?: string;
+  namespace?: string;
 }
 
 export const hookPrinter =
@@ -50,13 +52,15 @@ export function registerDeploy(program: Command): void {
       'deploy only this component on top of the current release (or of --release); repeatable',
       collect,
     )
-    .option('--method <method>', 'where releases come from: filesystem (default), s3 or bos')
+    .option('--method <method>', 'where releases come from: filesystem (default), s3, bos or registry')
     .option('--store <name>', 'a store from "stores:" in .deploy-tool.yaml (bucket, endpoint, mirrors)')
     .option('--bucket <bucket>', 's3/bos: bucket name')
     .option('--endpoint <url>', 's3/bos: endpoint URL (default: AWS, or https://s3.REGION.bcebos.com)')
     .option('--region <region>', 's3/bos: region (bos default: bj)')
     .option('--prefix <prefix>', 's3/bos: key prefix inside the bucket')
-    .option('--cache-dir <dir>', 's3/bos: download cache (default: $XDG_CACHE_HOME/deploy-tool)')
+    .option('--registry <url>', 'registry: server URL (default: DEPLOY_TOOL_REGISTRY, else the last login)')
+    .option('--namespace <ns>', "registry: namespace the release is in (default: the project's name)")
+    .option('--cache-dir <dir>', 's3/bos/registry: download cache (default: $XDG_CACHE_HOME/deploy-tool)')
     .option(
       '--releases-dir <dir>',
       'folder holding published release folders (default: deployment/releases of the project)',
@@ -103,6 +107,8 @@ export function registerDeploy(program: Command): void {
             region: opts.region,
             prefix: opts.prefix,
             cacheDir: opts.cacheDir,
+            registry: opts.registry,
+            namespace: opts.namespace,
           },
         });
         ui.stopProgress();
