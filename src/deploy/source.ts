@@ -36,4 +36,31 @@ export interface ReleaseSource {
   getComponent(ref: ReleaseComponent | ComponentRef, release?: string): Promise<LoadedComponent>;
   /** Random access to a component's archive bytes. */
   openArchive(component: LoadedComponent, ref?: ReleaseComponent, release?: string): Promise<ArchiveSource>;
+  /**
+   * Optional (sources that download, e.g. bucket stores): what openArchive would fetch, reading
+   * no archive content and changing nothing (dry runs). undefined: no plan for this component
+   * (a dry run then opens the archive to check its size).
+   */
+  planArchive?(component: LoadedComponent): Promise<ArchiveTransfer | undefined>;
+  /** Optional: what the last openArchive of this component fetched, and from where. */
+  transferOf?(component: LoadedComponent): ArchiveTransfer | undefined;
+}
+
+/** Bytes of one archive: fetched, or already in the local cache, and which sources served it. */
+export interface ArchiveTransfer {
+  /** Stored archive size (ciphertext when encrypted). */
+  archiveBytes: number;
+  chunks: number;
+  /** Chunks entirely in the local cache. */
+  chunksCached: number;
+  /** Bytes the cache had: whole chunks, and ranges of interrupted downloads. */
+  bytesFromCache: number;
+  /** Bytes that had to be (in a plan: would be) fetched from the stores. */
+  bytesToDownload: number;
+  /** Bytes actually fetched (0 in a plan; more than bytesToDownload after a mirror refetch). */
+  bytesDownloaded: number;
+  /** Range requests made (in a plan: that would be made). */
+  requests: number;
+  /** Where the bytes came from: store names (the store itself or a mirror), and "cache". */
+  servedBy: string[];
 }

@@ -1,29 +1,26 @@
 /** `deploy-tool cache list|prune|clear`: the download cache of bucket stores (src/store/cache.ts). */
-import { resolve } from 'node:path';
 import type { CommonOptions } from '../core/events.js';
 import { tryOpenProject } from '../core/project.js';
-import { openCache, parseSize, type CacheEntry, type DownloadCache } from '../store/cache.js';
+import { openConfiguredCache, parseSize, type CacheListing, type DownloadCache } from '../store/cache.js';
 
 export interface CacheOptions extends CommonOptions {
   cacheDir?: string | undefined;
 }
 
+/** The same folder and cap deploy uses (store/cache.ts, openConfiguredCache). */
 async function open(o: CacheOptions): Promise<DownloadCache> {
-  const project = await tryOpenProject(o).catch(() => undefined);
-  const base = project?.root ?? o.cwd;
-  const cfg = project?.config.cache;
-  return openCache({
-    dir: o.cacheDir ? resolve(o.cwd, o.cacheDir) : cfg?.dir ? resolve(base, cfg.dir) : undefined,
-    maxBytes: cfg?.max_size !== undefined ? parseSize(cfg.max_size, 'cache.max_size') : undefined,
+  const project = await tryOpenProject(o);
+  return openConfiguredCache({
+    cacheDir: o.cacheDir,
+    cwd: o.cwd,
+    config: project?.config,
+    projectRoot: project?.root,
   });
 }
 
-export interface CacheListResult {
+export interface CacheListResult extends CacheListing {
   dir: string;
   maxBytes: number;
-  totalBytes: number;
-  partialBytes: number;
-  entries: CacheEntry[];
 }
 
 export async function cacheList(o: CacheOptions): Promise<CacheListResult> {
@@ -40,7 +37,10 @@ export interface CachePruneResult {
   totalBytes: number;
 }
 
-/** Evicts least recently used chunks down to `maxSize` (default: the configured cap). */
+/**
+ * Evicts least recently used files (chunks, recipes, stale partial downloads) down to `maxSize`
+ * (default: the configured cap). `removed` counts chunks, recipes and partial downloads.
+ */
 export async function cachePrune(
   o: CacheOptions & { maxSize?: string | undefined },
 ): Promise<CachePruneResult> {

@@ -32,7 +32,7 @@ import {
   type TargetPaths,
 } from '../deploy/layout.js';
 import { activate, openSession, type HookSummary } from '../deploy/session.js';
-import type { LoadedComponent, ReleaseSource } from '../deploy/source.js';
+import type { ArchiveTransfer, LoadedComponent, ReleaseSource } from '../deploy/source.js';
 import { finishHistory, readState, startHistory, type TargetState } from '../deploy/state.js';
 import { resolveTarget } from '../deploy/target.js';
 import { createTrustedSource, type DeployTrustOptions } from '../trust/source.js';
@@ -80,6 +80,27 @@ export interface DeployPlanComponent {
   bytes: number;
   archiveBytes: number;
   archiveSha256: string;
+  /** Sources that download (bucket stores): what this component's archive cost; null otherwise. */
+  transfer: ComponentTransfer | null;
+}
+
+/** Archive bytes of one component: fetched, from the local cache, or not needed (on the target). */
+export interface ComponentTransfer {
+  /** Bytes fetched from the stores (0 in a dry run). */
+  bytesDownloaded: number;
+  /** Bytes that had to be fetched (a dry run: that would be). */
+  bytesToDownload: number;
+  /** Bytes the local download cache had. */
+  bytesFromCache: number;
+  /** Archive bytes not needed: the target already holds the component (hard links). */
+  bytesFromTarget: number;
+  /** Where it came from: store names (the store itself or a mirror), "cache", or "target". */
+  servedBy: string[];
+}
+
+/** Totals over the components, and servedBy per component id (TYPE:VERSION). */
+export interface DeployTransfer extends Omit<ComponentTransfer, 'servedBy'> {
+  servedBy: Record<string, string[]>;
 }
 
 export interface LinkChange {
@@ -100,6 +121,8 @@ export interface DeployResult {
   components: DeployPlanComponent[];
   /** Bytes that extraction writes (reused components write none). */
   bytesToWrite: number;
+  /** Sources that download (bucket stores): bytes downloaded (or, dry run, to download) and reused; null otherwise. */
+  transfer: DeployTransfer | null;
   links: LinkChange[];
   removed: string[];
   cleaned: string[];
@@ -142,6 +165,7 @@ function makeSource(o: DeployOptions, project: Project | undefined): ReleaseSour
       flags,
       config: project?.config,
       baseDir: project?.root ?? o.cwd,
+      cwd: o.cwd,
       cacheDir: o.remote?.cacheDir,
       onLog: o.onLog,
       onWarning: o.onWarning,
@@ -285,7 +309,8 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
   const t = targetPaths(root);
   // Trust (src/trust/source.ts): the release's signature is checked, and encrypted archives are
   // decrypted, around whichever source was chosen; refusals happen while planning, before the lock.
-  const source = await createTrustedSource(makeSource(o, project), {
+  const inner = makeSource(o, project);
+  const source = await createTrustedSource(inner, {
     ...o.trust,
     cwd: o.cwd,
     config: project?.config.trust,
@@ -295,6 +320,46 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
   });
   const log = o.onLog;
   const keep = o.keep ?? project?.config.defaults?.keep ?? 5;
+
+  // Bytes per archive (sources that download): the plan of a dry run, else what openArchive fetched.
+  const plans = new Map<string, ArchiveTransfer>();
+  const downloads = !!inner.transferOf;
+  const transferOf = (c: PlannedComponent): ComponentTransfer | null => {
+    if (!downloads) return null;
+    const none = { bytesDownloaded: 0, bytesToDownload: 0, bytesFromCache: 0, bytesFromTarget: 0 };
+    if (c.action === 'reuse') return { ...none, bytesFromTarget: c.archiveBytes, servedBy: ['target'] };
+    const a =
+      plans.get(`${c.type}:${c.version}`) ??
+      inner.transferOf?.({ manifest: c.manifest, text: c.manifestText });
+    if (!a) return { ...none, servedBy: [] };
+    return {
+      bytesDownloaded: a.bytesDownloaded,
+      bytesToDownload: a.bytesToDownload,
+      bytesFromCache: a.bytesFromCache,
+      bytesFromTarget: 0,
+      servedBy: [...a.servedBy],
+    };
+  };
+  const totalTransfer = (cs: PlannedComponent[]): DeployTransfer | null => {
+    if (!downloads) return null;
+    const t: DeployTransfer = {
+      bytesDownloaded: 0,
+      bytesToDownload: 0,
+      bytesFromCache: 0,
+      bytesFromTarget: 0,
+      servedBy: {},
+    };
+    for (const c of cs) {
+      const x = transferOf(c);
+      if (!x) continue;
+      t.bytesDownloaded += x.bytesDownloaded;
+      t.bytesToDownload += x.bytesToDownload;
+      t.bytesFromCache += x.bytesFromCache;
+      t.bytesFromTarget += x.bytesFromTarget;
+      t.servedBy[`${c.type}:${c.version}`] = x.servedBy;
+    }
+    return t;
+  };
 
   const result = (w: Wanted, current: string | null, extra: Partial<DeployResult>): DeployResult => ({
     status: 'planned',
@@ -314,8 +379,10 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
       bytes: c.bytes,
       archiveBytes: c.archiveBytes,
       archiveSha256: c.archiveSha256,
+      transfer: transferOf(c),
     })),
     bytesToWrite: w.components.filter((c) => c.action === 'extract').reduce((s, c) => s + c.bytes, 0),
+    transfer: totalTransfer(w.components),
     links: [],
     removed: [],
     cleaned: [],
@@ -338,10 +405,16 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
         c.reuseFrom = w.release;
       }
     }
-    // The archives must be there (size only: a dry run does not read them).
+    // The archives must be there (size only: a dry run does not read them). Sources that download
+    // plan from their manifests and cache index instead: nothing fetched, nothing written.
     for (const c of w.components) {
       if (c.action !== 'extract') continue;
       const loaded = c.loaded ?? (await source.getComponent({ type: c.type, version: c.version }));
+      const plan = await inner.planArchive?.(loaded);
+      if (plan) {
+        plans.set(`${c.type}:${c.version}`, plan);
+        continue;
+      }
       const a = await source.openArchive(loaded, c.ref, c.sourceRelease);
       try {
         const size = await a.size();

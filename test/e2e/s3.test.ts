@@ -6,7 +6,7 @@
  * gateway killed mid-transfer).
  */
 import { spawn } from 'node:child_process';
-import { readFile, readlink, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readlink, readdir, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keys } from '../../src/store/bucket.js';
@@ -35,6 +35,34 @@ async function ok(args: string[], cwd = project, extraEnv: Record<string, string
   if (r.code !== 0)
     throw new Error(`${args.join(' ')} failed (${r.code}):\n${JSON.stringify(r.json)}\n${r.stderr}`);
   return r.json;
+}
+
+/** Every file under dir with its size and mtime (to prove a dry run changed nothing). */
+async function snapshot(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else {
+        const st = await stat(p);
+        out[p.slice(dir.length)] = `${st.size}:${st.mtimeMs}`;
+      }
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+/** Compressed bytes of one file of a packed component: the frames that hold its data. */
+async function compressedSize(type: string, version: string, path: string): Promise<number> {
+  const m = JSON.parse(
+    await readFile(join(project, 'deployment', 'manifests', `${type}-${version}.manifest.json`), 'utf8'),
+  );
+  const f = m.files.find((x: any) => x.path === path);
+  return m.frames
+    .filter((fr: any) => fr.tarOffset >= f.offset && fr.tarOffset + fr.tarSize <= f.offset + f.size)
+    .reduce((s: number, fr: any) => s + fr.size, 0);
 }
 
 const s3Flags = (store: S3Store): string[] => [
@@ -142,46 +170,91 @@ describe('publish and deploy with --method s3 (radosgw)', { timeout: 180_000 }, 
     expect(p.store.bytesUploaded).toBeLessThanOrEqual(1.05 * fileSize + 64 * 1024);
     expect(p.store.bytesUploaded).toBeGreaterThanOrEqual(fileSize * 0.9);
 
-    const d2 = await runCli(
-      [
-        'deploy',
-        '--release',
-        '2024.02.01',
-        '--target',
-        target,
-        ...s3Flags(store),
-        '--cache-dir',
-        cache,
-        '-v',
-      ],
-      { cwd: project, env },
-    );
-    expect(d2.code, d2.stderr).toBe(0);
-    const m = /model:2\.0\.0: (\d+) bytes downloaded/.exec(d2.stderr);
-    expect(m, d2.stderr).toBeTruthy();
-    expect(Number(m![1])).toBeLessThanOrEqual(1.05 * fileSize + 64 * 1024);
+    const args = ['deploy', '--release', '2024.02.01', '--target', target, ...s3Flags(store)];
+    // A dry run downloads nothing and changes nothing, and says what the deploy will download.
+    const cacheBefore = await snapshot(cache);
+    const targetBefore = await snapshot(target);
+    const plan = await ok([...args, '--cache-dir', cache, '--dry-run']);
+    expect(plan.status).toBe('planned');
+    expect(await snapshot(cache)).toEqual(cacheBefore);
+    expect(await snapshot(target)).toEqual(targetBefore);
+    expect(await readlink(join(target, 'current'))).toBe('releases/2024.01.20');
+    const compressed = await compressedSize('model', '2.0.0', 'w2.bin');
+    expect(compressed).toBeGreaterThan(2 * MiB);
+    const pm = plan.components.find((c: any) => c.type === 'model');
+    expect(pm.action).toBe('extract');
+    expect(pm.transfer.bytesToDownload).toBeGreaterThanOrEqual(compressed);
+    expect(pm.transfer.bytesToDownload).toBeLessThanOrEqual(1.05 * compressed);
+    expect(pm.transfer.bytesDownloaded).toBe(0);
+    expect(pm.transfer.bytesFromCache).toBe(pm.archiveBytes - pm.transfer.bytesToDownload);
+    // config:1.0.0 is on the target already: none of its bytes are needed.
+    const pc = plan.components.find((c: any) => c.type === 'config');
+    expect(pc.transfer).toMatchObject({ bytesToDownload: 0, bytesFromTarget: pc.archiveBytes });
+    expect(plan.transfer.bytesToDownload).toBe(pm.transfer.bytesToDownload);
+    expect(plan.transfer.bytesDownloaded).toBe(0);
+
+    const d2 = await ok([...args, '--cache-dir', cache]);
+    expect(d2.status).toBe('deployed');
+    const dm = d2.components.find((c: any) => c.type === 'model');
+    // Only the changed file's frames are fetched, exactly what the dry run announced.
+    expect(dm.transfer.bytesDownloaded).toBe(pm.transfer.bytesToDownload);
+    expect(dm.transfer.bytesDownloaded).toBeLessThanOrEqual(1.05 * compressed);
+    expect(dm.transfer.servedBy).toEqual(['s3', 'cache']);
+    expect(d2.transfer).toMatchObject({
+      bytesDownloaded: dm.transfer.bytesDownloaded,
+      bytesFromCache: dm.archiveBytes - dm.transfer.bytesDownloaded,
+      bytesFromTarget: pc.archiveBytes,
+      servedBy: { 'model:2.0.0': ['s3', 'cache'], 'config:1.0.0': ['target'] },
+    });
     expect(await readlink(join(target, 'current'))).toBe('releases/2024.02.01');
+  });
+
+  it('a dry run with an empty cache reports the whole archives and creates nothing', async () => {
+    const empty = join(await tempDir('cache-'), 'never');
+    const target = join(await tempDir('tgt-'), 't');
+    const plan = await ok([
+      'deploy',
+      '--release',
+      '2024.01.20',
+      '--target',
+      target,
+      ...s3Flags(store),
+      '--cache-dir',
+      empty,
+      '--dry-run',
+    ]);
+    const archives = plan.components.reduce((s: number, c: any) => s + c.archiveBytes, 0);
+    expect(plan.transfer).toMatchObject({
+      bytesToDownload: archives,
+      bytesDownloaded: 0,
+      bytesFromCache: 0,
+      bytesFromTarget: 0,
+    });
+    await expect(stat(empty)).rejects.toThrow();
+    await expect(stat(target)).rejects.toThrow();
   });
 
   it('a second target on the same host deploys from the cache (no archive bytes downloaded)', async () => {
     const target = join(await tempDir('tgt-'), 't2');
-    const d = await runCli(
-      [
-        'deploy',
-        '--release',
-        '2024.01.20',
-        '--target',
-        target,
-        ...s3Flags(store),
-        '--cache-dir',
-        cache,
-        '-v',
-      ],
-      { cwd: project, env },
-    );
-    expect(d.code, d.stderr).toBe(0);
-    for (const id of ['model:1.0.0', 'config:1.0.0', 'runtime:3.10.0'])
-      expect(d.stderr).toContain(`${id}: 0 bytes downloaded`);
+    const d = await ok([
+      'deploy',
+      '--release',
+      '2024.01.20',
+      '--target',
+      target,
+      ...s3Flags(store),
+      '--cache-dir',
+      cache,
+    ]);
+    const archives = d.components.reduce((s: number, c: any) => s + c.archiveBytes, 0);
+    expect(d.transfer).toEqual({
+      bytesDownloaded: 0,
+      bytesToDownload: 0,
+      bytesFromCache: archives,
+      bytesFromTarget: 0,
+      servedBy: { 'model:1.0.0': ['cache'], 'config:1.0.0': ['cache'], 'runtime:3.10.0': ['cache'] },
+    });
+    expect((await readFile(join(target, 'model', 'w3.bin'))).equals(W[3]!)).toBe(true);
   });
 
   it('two publishers racing on one release version: exactly one wins, the other gets a conflict', async () => {
@@ -427,7 +500,13 @@ describe('failures against radosgw', { timeout: 180_000 }, () => {
         { cwd: dir, env },
       );
       expect(good.code, good.stderr).toBe(0);
-      expect(good.stderr).toMatch(/does not match its sha256; trying mirror backup/);
+      // The corrupted chunk came from the mirror, the rest from the store itself.
+      expect(good.json.transfer.servedBy['model:1.0.0']).toEqual(['main', 'backup']);
+      expect(good.json.transfer.servedBy['config:1.0.0']).toEqual(['main']);
+      // Every archive byte once, plus the rejected copy of the corrupted chunk (received, refused).
+      expect(good.json.transfer.bytesDownloaded).toBe(
+        good.json.components.reduce((s: number, c: any) => s + c.archiveBytes, 0) + victim.size,
+      );
       expect((await readFile(join(target, 'model', 'w1.bin'))).equals(W[1]!)).toBe(true);
     } finally {
       await writeTree(dir, { '.deploy-tool.yaml': yaml });
@@ -575,7 +654,10 @@ describe('cache and mirrors commands', { timeout: 180_000 }, () => {
     expect(l.entries.length).toBeGreaterThanOrEqual(1);
     expect(l.totalBytes).toBeGreaterThan(0);
     const p = await ok(['cache', 'prune', '--cache-dir', cache, '--max-size', '0']);
-    expect(p.removed).toBe(l.entries.length);
+    // Chunks and recipes count toward the cap: all of them go.
+    expect(l.recipes).toBeGreaterThanOrEqual(1);
+    expect(p.removed).toBe(l.entries.length + l.recipes);
+    expect(p.totalBytes).toBe(0);
     expect((await ok(['cache', 'list', '--cache-dir', cache])).entries).toEqual([]);
     await ok([
       'deploy',
@@ -604,5 +686,91 @@ describe('cache and mirrors commands', { timeout: 180_000 }, () => {
     expect(r.json).toMatchObject({ healthy: 1, total: 2 });
     expect(r.json.stores[1]).toMatchObject({ name: 'down', ok: false, priority: 1 });
     expect(r.json.stores[1].error.message).toContain('http://127.0.0.1:1');
+  });
+});
+
+describe('mirror fallback to a filesystem path', { timeout: 180_000 }, () => {
+  it('the S3 store is unreachable (closed port): the folder mirror serves everything, and the result says so', async () => {
+    const dir = await makeProject();
+    expect(
+      (await runCli(['pack', './configs', '--type', 'config', '--version', '1.0.0'], { cwd: dir })).code,
+    ).toBe(0);
+    const yaml = await readFile(join(dir, '.deploy-tool.yaml'), 'utf8');
+    const mirrorDir = join(await tempDir('mirror-'), 'bucket-copy');
+    await mkdir(mirrorDir);
+    await writeTree(dir, {
+      '.deploy-tool.yaml': `${yaml}stores:\n  main:\n    type: s3\n    bucket: never-reached\n    endpoint: http://127.0.0.1:1\n    mirrors: [local]\n  local:\n    type: filesystem\n    path: ${mirrorDir}\n`,
+    });
+    await ok(['publish', '--component', 'config:1.0.0', '--release-version', 'r1', '--store', 'local'], dir);
+    const target = join(await tempDir('t-'), 't');
+    const r = await runJson<any>(
+      [
+        'deploy',
+        '--release',
+        'r1',
+        '--target',
+        target,
+        '--store',
+        'main',
+        '--cache-dir',
+        await tempDir('c-'),
+      ],
+      { cwd: dir, env },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.transfer.servedBy).toEqual({ 'config:1.0.0': ['local'] });
+    expect(r.json.transfer.bytesDownloaded).toBe(r.json.components[0].archiveBytes);
+    // The failover is visible to the user: the warning names the endpoint and the mirror.
+    expect(r.stderr).toMatch(/127\.0\.0\.1:1.*trying mirror local/);
+    expect(await readFile(join(target, 'config', 'settings.yaml'), 'utf8')).toBe('threshold: 0.5\n');
+  });
+});
+
+describe('cache.max_size evicts least recently used chunks during deploy', { timeout: 180_000 }, () => {
+  it('oldest-used chunk goes first; cache commands find cache.dir from a subfolder', async () => {
+    const store = await makeS3Store(ceph, 'lru');
+    await ok(['publish', '--component', 'model:1.0.0', '--release-version', 'm1', ...s3Flags(store)]);
+    await ok(['publish', '--component', 'config:1.0.0', '--release-version', 'c1', ...s3Flags(store)]);
+    const yaml = await readFile(join(project, '.deploy-tool.yaml'), 'utf8');
+    const withCache = (extra: string): Promise<void> =>
+      writeTree(project, { '.deploy-tool.yaml': `${yaml}cache:\n  dir: .cache-lru\n${extra}` });
+    try {
+      await withCache('');
+      const sub = join(project, 'models');
+      await ok(['cache', 'clear'], sub);
+      const t = join(await tempDir('t-'), 't');
+      await ok(['deploy', '--release', 'm1', '--target', t, ...s3Flags(store)]);
+      // cache.dir is relative to the project root, also from a subfolder.
+      const l1 = await ok(['cache', 'list'], sub);
+      expect(l1.dir).toBe(join(project, '.cache-lru'));
+      const weights = l1.entries
+        .filter((e: any) => e.size > 2 * MiB - 1 && e.size < 2 * MiB + 8000)
+        .sort((a: any, b: any) => a.size - b.size);
+      expect(weights).toHaveLength(4); // w0 < w1 < w2 < w3 by size
+      expect(l1.recipes).toBe(1);
+      // w0 used three days ago, w1 two days ago; the rest now.
+      const day = 24 * 3600 * 1000;
+      for (const [i, ago] of [
+        [0, 3 * day],
+        [1, 2 * day],
+      ] as const) {
+        const when = new Date(Date.now() - ago);
+        await utimes(join(l1.dir, 'chunks', weights[i].sha256), when, when);
+      }
+      // A cap 1 MiB under what is there: the next deploy must evict about 1 MiB, oldest first.
+      await withCache(`  max_size: ${l1.totalBytes - MiB}\n`);
+      const d = await ok(['deploy', '--release', 'c1', '--target', t, ...s3Flags(store)]);
+      expect(d.transfer.bytesDownloaded).toBeGreaterThan(0);
+      const l2 = await ok(['cache', 'list'], sub);
+      const left = new Set(l2.entries.map((e: any) => e.sha256));
+      expect(left.has(weights[0].sha256)).toBe(false);
+      expect(left.has(weights[1].sha256)).toBe(true);
+      expect(left.has(weights[2].sha256)).toBe(true);
+      expect(left.has(weights[3].sha256)).toBe(true);
+      expect(l2.totalBytes).toBeLessThanOrEqual(l1.totalBytes - MiB);
+      expect(l2.maxBytes).toBe(l1.totalBytes - MiB);
+    } finally {
+      await writeTree(project, { '.deploy-tool.yaml': yaml });
+    }
   });
 });

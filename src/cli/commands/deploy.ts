@@ -118,19 +118,44 @@ export function registerDeploy(program: Command): void {
     );
 }
 
+/** One line on what the archives cost: downloaded (or to download), from the cache, on the target. */
+function transferLine(r: DeployResult): string | undefined {
+  const t = r.transfer;
+  if (!t) return undefined;
+  const from = [
+    ...new Set(
+      Object.values(t.servedBy)
+        .flat()
+        .filter((s) => s !== 'cache' && s !== 'target'),
+    ),
+  ];
+  const head = r.dryRun
+    ? `to download: ${formatBytes(t.bytesToDownload)}`
+    : `downloaded: ${formatBytes(t.bytesDownloaded)}${from.length ? ` (from ${from.join(', ')})` : ''}`;
+  return `${head}; from the cache: ${formatBytes(t.bytesFromCache)}; already on the target: ${formatBytes(t.bytesFromTarget)}`;
+}
+
 function renderDeploy(ui: Ui, r: DeployResult): void {
   const describe = (c: DeployResult['components'][number]): string => {
     const id = `${c.type}:${c.version}`.padEnd(28);
     if (c.action === 'reuse') {
       return `${id} ${r.dryRun ? 'reuse  ' : 'reused '} ${c.reuseFrom === r.release ? '(already on the target)' : `from ${c.reuseFrom} (hard links, nothing extracted)`}`;
     }
-    return `${id} ${r.dryRun ? 'extract' : 'extracted'} ${formatBytes(c.bytes)} in ${c.files} files (archive ${formatBytes(c.archiveBytes)})`;
+    const t = c.transfer;
+    const fetched = t
+      ? r.dryRun
+        ? `, ${formatBytes(t.bytesToDownload)} to download`
+        : `, ${formatBytes(t.bytesDownloaded)} downloaded${t.servedBy.length ? ` from ${t.servedBy.join(' + ')}` : ''}`
+      : '';
+    return `${id} ${r.dryRun ? 'extract' : 'extracted'} ${formatBytes(c.bytes)} in ${c.files} files (archive ${formatBytes(c.archiveBytes)}${fetched})`;
   };
   if (r.status === 'planned') {
     ui.heading(`Plan: deploy ${r.release} to ${r.target} (dry run, nothing changed)`);
     ui.info(`  source: ${r.source}`);
     for (const c of r.components) ui.info(`  ${describe(c)}${c.unchanged ? '  [unchanged]' : ''}`);
     ui.info(`  bytes to write: ${formatBytes(r.bytesToWrite)}`);
+    const tl = transferLine(r);
+    if (tl) ui.info(`  ${tl}`);
     ui.info('  links:');
     if (r.links.length === 0) ui.info('    (none change)');
     for (const l of r.links) ui.info(`    ${l.path}: ${l.from ?? '(none)'} -> ${l.to ?? '(removed)'}`);
@@ -144,6 +169,8 @@ function renderDeploy(ui: Ui, r: DeployResult): void {
     `Deployed ${r.release} to ${r.target}${r.previous ? ` (was ${r.previous})` : ''} in ${r.seconds.toFixed(2)} s`,
   );
   for (const c of r.components) ui.info(`  ${describe(c)}`);
+  const tl = transferLine(r);
+  if (tl) ui.info(`  ${tl}`);
   for (const l of r.links) ui.info(`  link ${l.path}: ${l.from ?? '(none)'} -> ${l.to ?? '(removed)'}`);
   if (r.healthCheck) ui.success(`Health check passed (${r.healthCheck.ms} ms)`);
   if (r.removed.length) ui.info(`  removed old releases: ${r.removed.join(', ')}`);

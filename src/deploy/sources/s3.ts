@@ -1,18 +1,23 @@
 /**
  * The ReleaseSource of bucket stores (s3, bos, and filesystem folders with the bucket layout):
  * reads release and component manifests, and archives as content-addressed chunks, from the store
- * and then its mirrors in priority order. Archives are fetched chunk by chunk into the local
- * download cache with parallel HTTP range requests (frames merged into ranges of up to 16 MiB),
- * each frame's sha256 checked as it lands, each chunk's sha256 checked before it enters the cache;
- * an interrupted download resumes from the ranges already fetched. On an error, a timeout or a
- * checksum mismatch a range is fetched from the next mirror. Chunks already in the cache (a
- * previous deploy on this host, or an unchanged file of the previous model version) are not
- * downloaded again. The ArchiveSource then reads from the cached chunks.
+ * and then its mirrors in priority order. The chunks of an archive the local download cache lacks
+ * are fetched into it with HTTP range requests: whole frames merged into ranges of about 16 MiB
+ * (8-64 MiB; a smaller chunk is one range), at most `parallel` requests in flight across all the
+ * chunks of the archive, each frame's sha256 checked as it lands, each chunk's sha256 checked
+ * before it enters the cache; an interrupted download resumes from the ranges already fetched. On
+ * an error, a timeout or a checksum mismatch a range is fetched from the next mirror; a chunk whose
+ * sha256 is wrong as a whole (encrypted archives have no frames to check) is fetched again from the
+ * next mirror. Chunks already in the cache (a previous deploy on this host, or an unchanged file of
+ * the previous model version) are not downloaded again. The ArchiveSource then reads from the
+ * cached chunks. planArchive() tells what a download would fetch, reading only the recipe and the
+ * cache index (dry runs). `stats` records, per archive, bytes downloaded, bytes from the cache, and
+ * which sources served it.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname } from 'node:path';
 import type { ProjectConfig } from '../../core/config.js';
 import type { ArchiveSource } from '../../archive/reader.js';
 import { DeployToolError } from '../../core/errors.js';
@@ -23,33 +28,106 @@ import { validateVersion } from '../../core/validate.js';
 import { parseComponentManifestText, type ComponentManifest } from '../../manifest/component.js';
 import { parseReleaseManifestText, type ReleaseComponent } from '../../manifest/release.js';
 import { keys, mapLimit, parseRecipe, type ArchiveRecipe, type RecipeChunk } from '../../store/bucket.js';
-import { openCache, parseSize, type DownloadCache } from '../../store/cache.js';
+import { openConfiguredCache, type DownloadCache } from '../../store/cache.js';
 import { resolveStore, type NamedStore, type StoreFlags } from '../../store/resolve.js';
 import { storedArchive } from '../../trust/encrypt.js';
-import type { LoadedComponent, LoadedRelease, ReleaseSource } from '../source.js';
+import type { ArchiveTransfer, LoadedComponent, LoadedRelease, ReleaseSource } from '../source.js';
 
 const MiB = 1024 * 1024;
+/** Bounds of one merged range request. */
+export const RANGE_MIN = 8 * MiB;
+export const RANGE_MAX = 64 * MiB;
+export const RANGE_TARGET = 16 * MiB;
 
 export interface BucketSourceOptions extends Reporter {
   /** The store first, then its mirrors. */
   stores: NamedStore[];
   cache: DownloadCache;
-  /** Range requests in flight (default 4). */
+  /** Range requests in flight, across the chunks of an archive (default 4). */
   parallel?: number | undefined;
-  /** Largest merged range (default 16 MiB; at least 8 MiB unless a chunk is smaller). */
+  /** Target size of a merged range (default 16 MiB, clamped to 8-64 MiB; a smaller chunk is one range). */
   rangeSize?: number | undefined;
 }
 
+export type { ArchiveTransfer } from '../source.js';
+
 export interface DownloadStats {
-  /** Bytes fetched from stores, and served by the cache. */
+  /** Totals over the archives opened so far. */
   bytesDownloaded: number;
   bytesFromCache: number;
-  /** Which store served each archive (component id -> store names). */
+  /** Which sources served each archive (component id -> store names and/or "cache"). */
   servedBy: Record<string, string[]>;
+  /** Per archive (component id), the last time it was opened. */
+  archives: Record<string, ArchiveTransfer>;
 }
 
 export interface BucketReleaseSource extends ReleaseSource {
   readonly stats: DownloadStats;
+  /**
+   * What openArchive() would download, without downloading content or writing anything: reads the
+   * recipe (the cached copy, else the store's), the cache index, and HEADs the chunks the cache
+   * lacks (so that a missing chunk is reported now). Throws ERR_ARCHIVE_MISSING like a deploy would.
+   */
+  planArchive(component: LoadedComponent): Promise<ArchiveTransfer>;
+  transferOf(component: LoadedComponent): ArchiveTransfer | undefined;
+}
+
+/** Limits concurrent tasks to n (shared by all the chunks of an archive). */
+function semaphore(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (active >= n) await new Promise<void>((res) => waiting.push(res));
+    active++;
+    try {
+      return await fn();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
+  };
+}
+
+interface Range {
+  offset: number;
+  size: number;
+  frames: number[];
+}
+
+/**
+ * The range requests of a chunk: whole frames merged into ranges of about `target` bytes. The
+ * chunk is split into n = round(size / target) near-equal parts (at least 1), so that ranges stay
+ * between target/2 and 1.5 x target (plus one frame), and never above RANGE_MAX unless one frame
+ * is larger. A chunk without frames (encrypted) is cut into n equal slices.
+ */
+export function planRanges(
+  frames: readonly { offset: number; size: number }[],
+  c: Pick<RecipeChunk, 'offset' | 'size' | 'frames'>,
+  target = RANGE_TARGET,
+): Range[] {
+  const n = Math.max(1, Math.round(c.size / target));
+  const goal = Math.ceil(c.size / n);
+  const out: Range[] = [];
+  if (!c.frames) {
+    for (let off = 0; off < c.size; off += goal)
+      out.push({ offset: off, size: Math.min(goal, c.size - off), frames: [] });
+    return out;
+  }
+  const [first, count] = c.frames;
+  let cur: Range | undefined;
+  for (let i = first; i < first + count; i++) {
+    const f = frames[i];
+    if (!f) break;
+    if (cur && cur.size < goal && cur.size + f.size <= RANGE_MAX) {
+      cur.size += f.size;
+      cur.frames.push(i);
+    } else {
+      if (cur) out.push(cur);
+      cur = { offset: f.offset - c.offset, size: f.size, frames: [i] };
+    }
+  }
+  if (cur) out.push(cur);
+  return out;
 }
 
 function isReleaseRef(ref: ReleaseComponent | ComponentRef): ref is ReleaseComponent {
@@ -66,7 +144,7 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
   const primary = stores[0];
   if (!primary) throw new Error('internal: no store');
   const parallel = Math.max(1, o.parallel ?? 4);
-  const rangeSize = Math.max(MiB, o.rangeSize ?? 16 * MiB);
+  const rangeSize = Math.min(RANGE_MAX, Math.max(RANGE_MIN, o.rangeSize ?? RANGE_TARGET));
   const description = `[${primary.store.driver}] ${primary.store.location}${
     stores.length > 1
       ? ` (mirrors: ${stores
@@ -75,16 +153,29 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
           .join(', ')})`
       : ''
   }`;
-  const stats: DownloadStats = { bytesDownloaded: 0, bytesFromCache: 0, servedBy: {} };
+  const stats: DownloadStats = { bytesDownloaded: 0, bytesFromCache: 0, servedBy: {}, archives: {} };
   const cache = o.cache;
 
-  /** Tries each store in order; `accept` may reject a store's answer (then the next is tried). */
+  /** Adds a source to an archive's servedBy, kept in priority order (stores, then "cache"). */
+  const servedBy = (t: ArchiveTransfer, name: string): void => {
+    if (t.servedBy.includes(name)) return;
+    const rank = (n: string): number => {
+      const i = stores.findIndex((s) => s.name === n);
+      return i < 0 ? stores.length : i;
+    };
+    t.servedBy.push(name);
+    t.servedBy.sort((a, b) => rank(a) - rank(b));
+  };
+
+  /** Tries each store in order (from index `from`); a store that throws passes to the next. */
   const firstOf = async <T>(
     what: string,
     fn: (s: NamedStore) => Promise<T | undefined>,
+    from = 0,
   ): Promise<{ value: T; from: NamedStore } | undefined> => {
     let lastErr: Error | undefined;
     for (const [i, s] of stores.entries()) {
+      if (i < from) continue;
       try {
         const value = await fn(s);
         if (value !== undefined) return { value, from: s };
@@ -101,14 +192,10 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     return undefined;
   };
 
-  const served = (id: string, name: string): void => {
-    const list = (stats.servedBy[id] ??= []);
-    if (!list.includes(name)) list.push(name);
-  };
-
-  const loadRecipe = async (m: ComponentManifest, id: string): Promise<ArchiveRecipe> => {
+  /** The recipe (cached copy first). `dry`: neither touch nor write the cache. */
+  const loadRecipe = async (m: ComponentManifest, id: string, dry = false): Promise<ArchiveRecipe> => {
     const sha = storedArchive(m).sha256;
-    const cached = await cache.getRecipe(sha);
+    const cached = await cache.getRecipe(sha, { touch: !dry });
     if (cached) {
       try {
         return parseRecipe(cached, m, `${cache.dir} recipe ${sha}`);
@@ -134,37 +221,54 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
         },
       );
     }
-    await cache.putRecipe(sha, hit.value.text);
+    if (!dry) await cache.putRecipe(sha, hit.value.text);
     return hit.value.recipe;
   };
 
-  /** Ranges of a chunk: whole frames merged up to rangeSize, or fixed slices without frames. */
-  const rangesOf = (
+  const rangesOf = (m: ComponentManifest, c: RecipeChunk): Range[] => planRanges(m.frames, c, rangeSize);
+
+  /** Ranges of an interrupted download of chunk c already on disk (indexes into rangesOf). */
+  const partialDone = async (m: ComponentManifest, c: RecipeChunk): Promise<Set<number>> => {
+    const st = await stat(cache.partialPath(c.sha256)).catch(() => undefined);
+    if (!st || st.size !== c.size) return new Set();
+    const n = rangesOf(m, c).length;
+    return new Set((await cache.readPartial(c.sha256)).filter((i) => i >= 0 && i < n));
+  };
+
+  /** What fetching the archive of m would cost, from the cache index only (changes nothing). */
+  const planChunks = async (
     m: ComponentManifest,
-    c: RecipeChunk,
-  ): { offset: number; size: number; frames: number[] }[] => {
-    const out: { offset: number; size: number; frames: number[] }[] = [];
-    if (!c.frames) {
-      for (let off = 0; off < c.size; off += rangeSize)
-        out.push({ offset: off, size: Math.min(rangeSize, c.size - off), frames: [] });
-      return out;
-    }
-    const [first, count] = c.frames;
-    let cur: { offset: number; size: number; frames: number[] } | undefined;
-    for (let i = first; i < first + count; i++) {
-      const f = m.frames[i];
-      if (!f) break;
-      const rel = f.offset - c.offset;
-      if (cur && cur.size + f.size <= rangeSize) {
-        cur.size += f.size;
-        cur.frames.push(i);
-      } else {
-        if (cur) out.push(cur);
-        cur = { offset: rel, size: f.size, frames: [i] };
+    recipe: ArchiveRecipe,
+  ): Promise<{ plan: ArchiveTransfer; missing: RecipeChunk[] }> => {
+    const plan: ArchiveTransfer = {
+      archiveBytes: recipe.archive.size,
+      chunks: recipe.chunks.length,
+      chunksCached: 0,
+      bytesFromCache: 0,
+      bytesToDownload: 0,
+      bytesDownloaded: 0,
+      requests: 0,
+      servedBy: [],
+    };
+    const missing: RecipeChunk[] = [];
+    for (const c of recipe.chunks) {
+      if (await cache.peek(c.sha256, c.size)) {
+        plan.chunksCached++;
+        plan.bytesFromCache += c.size;
+        continue;
       }
+      missing.push(c);
+      const ranges = rangesOf(m, c);
+      const done = await partialDone(m, c);
+      ranges.forEach((r, i) => {
+        if (done.has(i)) plan.bytesFromCache += r.size;
+        else {
+          plan.bytesToDownload += r.size;
+          plan.requests++;
+        }
+      });
     }
-    if (cur) out.push(cur);
-    return out;
+    return { plan, missing };
   };
 
   const hashFile = async (path: string): Promise<string> => {
@@ -173,57 +277,71 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     return h.digest('hex');
   };
 
-  /** Makes sure a verified chunk is in the cache. Returns the bytes fetched from stores. */
-  const ensureChunk = async (m: ComponentManifest, c: RecipeChunk, id: string): Promise<number> => {
-    if (await cache.has(c.sha256, c.size)) {
-      stats.bytesFromCache += c.size;
-      return 0;
-    }
+  /**
+   * Fetches a chunk the cache lacks into it, verified; ranges run through `limit` (shared by all
+   * the chunks of the archive). Starts with store `from` (and its successors for each range).
+   */
+  const fetchChunk = async (
+    m: ComponentManifest,
+    c: RecipeChunk,
+    id: string,
+    t: ArchiveTransfer,
+    limit: <T>(fn: () => Promise<T>) => Promise<T>,
+    progress: () => void,
+    from: number,
+  ): Promise<{ ok: true } | { ok: false; error: DeployToolError }> => {
     const key = keys.blob(c.sha256);
     const part = cache.partialPath(c.sha256);
     await mkdir(dirname(part), { recursive: true });
     const ranges = rangesOf(m, c);
-    let done = new Set(await cache.readPartial(c.sha256));
+    const done = from === 0 ? await partialDone(m, c) : new Set<number>();
     const st = await stat(part).catch(() => undefined);
-    if (!st || st.size !== c.size) done = new Set();
-    const fh = await open(part, st && st.size === c.size ? 'r+' : 'w+');
-    let fetched = 0;
+    const reuse = done.size > 0 && st?.size === c.size;
+    const fh = await open(part, reuse ? 'r+' : 'w+');
     try {
-      if (!st || st.size !== c.size) await fh.truncate(c.size);
+      if (!reuse) await fh.truncate(c.size);
       if (done.size) o.onLog?.(`${id}: resuming ${key} (${done.size}/${ranges.length} ranges already here)`);
       let pending = Promise.resolve();
-      await mapLimit(
-        ranges.map((r, i) => ({ r, i })).filter(({ i }) => !done.has(i)),
-        parallel,
-        async ({ r, i }) => {
-          const hit = await firstOf(`${id} ${key}`, async (s) => {
-            const buf = await s.store.getRange(key, r.offset, r.size);
-            if (buf.length !== r.size)
-              throw corrupt(
-                `${s.store.location} ${key}`,
-                `range at ${r.offset} has ${buf.length} bytes, expected ${r.size}`,
-              );
-            let at = 0;
-            for (const fi of r.frames) {
-              const f = m.frames[fi];
-              if (!f) continue;
-              if (sha256Hex(buf.subarray(at, at + f.size)) !== f.sha256)
-                throw corrupt(`${s.store.location} ${key}`, `frame ${fi} does not match its sha256`);
-              at += f.size;
-            }
-            return buf;
-          });
-          if (!hit) throw new Error('internal: no answer');
-          served(id, hit.from.name);
-          await fh.write(hit.value, 0, hit.value.length, r.offset);
-          fetched += r.size;
-          stats.bytesDownloaded += r.size;
-          done.add(i);
-          // Progress of the partial file, written one at a time.
-          pending = pending.then(() => cache.writePartial(c.sha256, [...done]));
-          await pending;
-          o.onProgress?.({ phase: 'download', item: id, done: fetched, total: c.size, unit: 'bytes' });
-        },
+      await Promise.all(
+        ranges.map((r, i) =>
+          done.has(i)
+            ? Promise.resolve()
+            : limit(async () => {
+                const hit = await firstOf(
+                  `${id} ${key}`,
+                  async (s) => {
+                    const buf = await s.store.getRange(key, r.offset, r.size);
+                    // Received bytes count even when a check rejects them (then a mirror is asked).
+                    t.bytesDownloaded += buf.length;
+                    stats.bytesDownloaded += buf.length;
+                    if (buf.length !== r.size)
+                      throw corrupt(
+                        `${s.store.location} ${key}`,
+                        `range at ${r.offset} has ${buf.length} bytes, expected ${r.size}`,
+                      );
+                    let at = 0;
+                    for (const fi of r.frames) {
+                      const f = m.frames[fi];
+                      if (!f) continue;
+                      if (sha256Hex(buf.subarray(at, at + f.size)) !== f.sha256)
+                        throw corrupt(`${s.store.location} ${key}`, `frame ${fi} does not match its sha256`);
+                      at += f.size;
+                    }
+                    return buf;
+                  },
+                  from,
+                );
+                if (!hit) throw new Error('internal: no answer');
+                servedBy(t, hit.from.name);
+                await fh.write(hit.value, 0, hit.value.length, r.offset);
+                t.requests++;
+                done.add(i);
+                // The list of ranges on disk, written one at a time (resume).
+                pending = pending.then(() => cache.writePartial(c.sha256, [...done]));
+                await pending;
+                progress();
+              }),
+        ),
       );
       await fh.sync();
     } finally {
@@ -232,10 +350,51 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     const digest = await hashFile(part);
     if (digest !== c.sha256) {
       await cache.dropPartial(c.sha256);
-      throw corrupt(`${description} ${key}`, `chunk sha256 is ${digest}, expected ${c.sha256}`);
+      return {
+        ok: false,
+        error: corrupt(`${description} ${key}`, `chunk sha256 is ${digest}, expected ${c.sha256}`),
+      };
     }
     await cache.commit(c.sha256);
-    return fetched;
+    return { ok: true };
+  };
+
+  /** Fetches a chunk; a wrong chunk sha256 fetches it again from the next store. */
+  const ensureChunk = async (
+    m: ComponentManifest,
+    c: RecipeChunk,
+    id: string,
+    t: ArchiveTransfer,
+    limit: <T>(fn: () => Promise<T>) => Promise<T>,
+    progress: () => void,
+  ): Promise<void> => {
+    for (let from = 0; ; from++) {
+      const r = await fetchChunk(m, c, id, t, limit, progress, from);
+      if (r.ok) return;
+      const next = stores[from + 1];
+      if (!next) throw r.error;
+      o.onWarning?.(`${id}: ${r.error.message}; trying mirror ${next.name}`);
+    }
+  };
+
+  /** HEADs the chunks the cache lacks in the stores (first that has each): ERR_ARCHIVE_MISSING if none. */
+  const checkChunks = async (id: string, missing: RecipeChunk[]): Promise<void> => {
+    await mapLimit(missing, Math.max(parallel, 8), async (c) => {
+      const key = keys.blob(c.sha256);
+      const hit = await firstOf(`${id} ${key}`, async (s) => {
+        const info = await s.store.head(key);
+        return info && info.size === c.size ? info : undefined;
+      });
+      if (!hit) {
+        throw new DeployToolError(
+          'ERR_ARCHIVE_MISSING',
+          `Archive of ${id}: ${key} is not in ${description}`,
+          {
+            hint: 'The bucket lacks a chunk of this archive (an interrupted publish, or it was deleted). Publish the component again.',
+          },
+        );
+      }
+    });
   };
 
   const source: BucketReleaseSource = {
@@ -312,20 +471,52 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       return hit.value;
     },
 
+    transferOf(component) {
+      return stats.archives[`${component.manifest.type}:${component.manifest.version}`];
+    },
+
+    async planArchive(component): Promise<ArchiveTransfer> {
+      const m = component.manifest;
+      const id = `${m.type}:${m.version}`;
+      const recipe = await loadRecipe(m, id, true);
+      const { plan, missing } = await planChunks(m, recipe);
+      await checkChunks(id, missing);
+      plan.servedBy = plan.bytesFromCache > 0 ? ['cache'] : [];
+      return plan;
+    },
+
     async openArchive(component): Promise<ArchiveSource> {
       const m = component.manifest;
       const id = `${m.type}:${m.version}`;
       const recipe = await loadRecipe(m, id);
-      const total = recipe.archive.size;
-      o.onLog?.(`${id}: ${recipe.chunks.length} chunks, ${total} bytes`);
-      const t0 = performance.now();
-      let fetched = 0;
-      for (const c of recipe.chunks) fetched += await ensureChunk(m, c, id);
-      if (fetched === 0) served(id, 'cache');
+      const { plan: t, missing } = await planChunks(m, recipe);
+      stats.archives[id] = t;
       o.onLog?.(
-        `${id}: ${fetched} bytes downloaded, ${total - fetched} from the cache (${(performance.now() - t0).toFixed(0)} ms)`,
+        `${id}: ${recipe.chunks.length} chunks, ${recipe.archive.size} bytes (${t.bytesToDownload} to download in ${t.requests} ranges, ${t.bytesFromCache} in the cache)`,
       );
-      await cache.prune({ keep: new Set(recipe.chunks.map((c) => c.sha256)) });
+      const planned = t.requests;
+      t.requests = 0;
+      const t0 = performance.now();
+      const limit = semaphore(parallel);
+      const progress = (): void =>
+        o.onProgress?.({
+          phase: 'download',
+          item: id,
+          done: t.bytesDownloaded,
+          total: Math.max(t.bytesToDownload, t.bytesDownloaded),
+          unit: 'bytes',
+        });
+      // Chunks the cache has are marked used (LRU), the others fetched in parallel.
+      for (const c of recipe.chunks) if (!missing.includes(c)) await cache.has(c.sha256, c.size);
+      // Several chunks at a time (their ranges share `limit`), not one file handle per chunk.
+      await mapLimit(missing, parallel, (c) => ensureChunk(m, c, id, t, limit, progress));
+      if (t.bytesFromCache > 0) servedBy(t, 'cache');
+      stats.bytesFromCache += t.bytesFromCache;
+      stats.servedBy[id] = [...t.servedBy];
+      o.onLog?.(
+        `${id}: ${t.bytesDownloaded} bytes downloaded in ${t.requests}/${planned} ranges, ${t.bytesFromCache} from the cache (${(performance.now() - t0).toFixed(0)} ms)`,
+      );
+      await cache.prune({ keep: new Set([recipe.archive.sha256, ...recipe.chunks.map((c) => c.sha256)]) });
       return openChunkedArchive(recipe, cache, `${description} ${id} (${recipe.archive.name})`);
     },
   };
@@ -395,6 +586,8 @@ export interface BucketSourceFromFlagsOptions extends Reporter {
   config?: ProjectConfig | undefined;
   /** Project root (or cwd): relative paths in the config are resolved against it. */
   baseDir: string;
+  /** The current folder: --cache-dir is relative to it (default: baseDir). */
+  cwd?: string | undefined;
   /** --cache-dir (else cache.dir of the config, else the XDG default). */
   cacheDir?: string | undefined;
 }
@@ -402,13 +595,11 @@ export interface BucketSourceFromFlagsOptions extends Reporter {
 /** The deploy side of `--method s3|bos --bucket B ...` and `--store NAME`. */
 export function bucketSourceFromFlags(o: BucketSourceFromFlagsOptions): BucketReleaseSource {
   const r = resolveStore(o.flags, { config: o.config, baseDir: o.baseDir });
-  const cfgDir = o.config?.cache?.dir;
-  const cache = openCache({
-    dir: o.cacheDir ? resolve(o.baseDir, o.cacheDir) : cfgDir ? resolve(o.baseDir, cfgDir) : undefined,
-    maxBytes:
-      o.config?.cache?.max_size !== undefined
-        ? parseSize(o.config.cache.max_size, 'cache.max_size')
-        : undefined,
+  const cache = openConfiguredCache({
+    cacheDir: o.cacheDir,
+    cwd: o.cwd ?? o.baseDir,
+    config: o.config,
+    projectRoot: o.baseDir,
   });
   return createBucketReleaseSource({
     stores: [r, ...r.mirrors],
