@@ -43,6 +43,30 @@ beforeAll(async () => {
   for (const r of ['2024.01.19', '2024.01.20', '2024.02.01']) await transfer(f, r, serverReleases);
 }, 120_000);
 
+/** Whether this machine lets the tests mount a small tmpfs (root, not in a restricted container). */
+async function probeTmpfs(): Promise<boolean> {
+  const dir = join(await tempDir('probe-mnt-'), 'mnt');
+  await mkdir(dir);
+  if ((await runCmd('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir])) !== 0) return false;
+  return (await runCmd('umount', [dir])) === 0;
+}
+/** Whether chattr +i works here (ext4/xfs/btrfs and CAP_LINUX_IMMUTABLE): then root cannot write either. */
+async function probeChattr(): Promise<boolean> {
+  const dir = await tempDir('probe-attr-');
+  if ((await runCmd('chattr', ['+i', dir])) !== 0) return false;
+  let blocked = false;
+  try {
+    await writeFile(join(dir, 'x'), 'x');
+  } catch {
+    blocked = true;
+  }
+  return (await runCmd('chattr', ['-i', dir])) === 0 && blocked;
+}
+const canMountTmpfs = await probeTmpfs();
+const canChattr = await probeChattr();
+/** Appended to the name of a test that is skipped, so the report says why. */
+const skipNote = (runs: boolean, why: string): string => (runs ? '' : ` [skipped: ${why}]`);
+
 const run = (args: string[], cwd = opt) => runCli(args, { cwd });
 const json = <T = any>(args: string[], cwd = opt) => runJson<T>(args, { cwd });
 
@@ -782,76 +806,118 @@ describe('bad input: a clear error and the current release untouched', () => {
     expect((await run(['version', 'rollback', '--target', t])).code).toBe(0);
   });
 
-  it('target not writable (read-only mount)', async () => {
-    const ro = join(await tempDir('ro-'), 'mnt');
-    await mkdir(ro);
-    const m = await runCmd('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro]);
-    if (m !== 0) {
-      console.warn('skipped: mounting a read-only tmpfs is not permitted here');
-      return;
-    }
-    try {
-      const r = await json([
-        'deploy',
-        '--release',
-        '2024.01.19',
-        '--target',
-        join(ro, 'app'),
-        '--releases-dir',
-        rel,
-      ]);
-      expect(r.code).toBe(1);
-      expect(r.json.error.code).toBe('ERR_TARGET_NOT_WRITABLE');
-      expect(r.json.error.message).toContain(join(ro, 'app'));
-    } finally {
-      await runCmd('umount', [ro]);
-    }
+  it.skipIf(!canMountTmpfs)(
+    `target not writable (read-only tmpfs mount)${skipNote(canMountTmpfs, 'mount -t tmpfs is not permitted here')}`,
+    async () => {
+      const ro = join(await tempDir('ro-'), 'mnt');
+      await mkdir(ro);
+      expect(await runCmd('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro])).toBe(0);
+      try {
+        const r = await json([
+          'deploy',
+          '--release',
+          '2024.01.19',
+          '--target',
+          join(ro, 'app'),
+          '--releases-dir',
+          rel,
+        ]);
+        expect(r.code).toBe(1);
+        expect(r.json.error.code).toBe('ERR_TARGET_NOT_WRITABLE');
+        expect(r.json.error.message).toContain(join(ro, 'app'));
+      } finally {
+        await runCmd('umount', [ro]);
+      }
+    },
+  );
+
+  // Root ignores permission bits, but not the immutable attribute: every folder of a deployed
+  // target is made immutable (chattr +i), so nothing can be created, renamed or removed in it.
+  it.skipIf(!canChattr)(
+    `target not writable, without mounting (chattr +i on a deployed target): clear error, current kept${skipNote(canChattr, 'chattr +i is not supported on this filesystem or not permitted')}`,
+    async () => {
+      const dir = join(await tempDir('immutable-'), 'app');
+      const d = await json(['deploy', '--release', '2024.01.19', '--target', dir, '--releases-dir', rel]);
+      expect(d.code, JSON.stringify(d.json)).toBe(0);
+      const setImmutable = (on: boolean) =>
+        runCmd('find', [dir, '-type', 'd', '-exec', 'chattr', on ? '+i' : '-i', '{}', '+']);
+      expect(await setImmutable(true)).toBe(0);
+      try {
+        const r = await json(['deploy', '--release', '2024.01.20', '--target', dir, '--releases-dir', rel]);
+        expect(r.code).toBe(1);
+        expect(r.json.error.code).toBe('ERR_TARGET_NOT_WRITABLE');
+        expect(r.json.error.message).toContain(dir);
+        expect(r.json.error.hint).toBeTruthy();
+        await expectRelease(dir, '2024.01.19', { model: '1.0.0', config: '1.0.0' });
+        expect(await exists(join(dir, 'releases', '2024.01.20'))).toBe(false);
+        expect((await run(['verify', '--target', dir])).code).toBe(0);
+      } finally {
+        await setImmutable(false);
+      }
+      // Writable again: the deploy goes through.
+      const ok = await json(['deploy', '--release', '2024.01.20', '--target', dir, '--releases-dir', rel]);
+      expect(ok.code, JSON.stringify(ok.json)).toBe(0);
+      await expectRelease(dir, '2024.01.20', { config: '1.1.0' });
+    },
+  );
+
+  it('a file where the target needs a folder (DIR/releases is a regular file): clear error, nothing written', async () => {
+    const dir = join(await tempDir('notdir-'), 'app');
+    await mkdir(dir);
+    await writeFile(join(dir, 'releases'), 'not a folder\n');
+    const r = await json(['deploy', '--release', '2024.01.19', '--target', dir, '--releases-dir', rel]);
+    expect(r.code).toBe(1);
+    expect(r.json.error.code).toBe('ERR_TARGET_INVALID');
+    expect(r.json.error.message).toContain(dir);
+    expect(await readFile(join(dir, 'releases'), 'utf8')).toBe('not a folder\n');
+    expect(await exists(join(dir, 'current'))).toBe(false);
+    expect(await exists(join(dir, '.deploy-tool', 'lock'))).toBe(false);
   });
 
-  it('disk full (1 MiB tmpfs): ERR_NO_SPACE, current kept, leftovers cleaned by the next deploy', async () => {
-    const mnt = join(await tempDir('full-'), 'mnt');
-    await mkdir(mnt);
-    if ((await runCmd('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt])) !== 0) {
-      console.warn('skipped: mounting a tmpfs is not permitted here');
-      return;
-    }
-    try {
-      const small = await json([
-        'deploy',
-        '--component',
-        'config:1.0.0',
-        '--target',
-        mnt,
-        '--releases-dir',
-        rel,
-      ]);
-      expect(small.code, JSON.stringify(small.json)).toBe(0);
-      const r = await json(['deploy', '--release', '2024.01.20', '--target', mnt, '--releases-dir', rel]);
-      expect(r.code).toBe(1);
-      expect(r.json.error.code).toBe('ERR_NO_SPACE');
-      expect(r.json.error.hint).toContain('Free some disk space');
-      expect(await readlink(join(mnt, 'current'))).toBe('releases/config-1.0.0');
-      expect(await readFile(join(mnt, 'config', 'settings.yaml'), 'utf8')).toBe('threshold: 0.5\n');
-      expect((await run(['verify', '--target', mnt])).code).toBe(0);
-      expect(await readdir(join(mnt, '.deploy-tool', 'staging'))).toEqual([]);
-      const next = await json([
-        'deploy',
-        '--component',
-        'config:1.1.0',
-        '--target',
-        mnt,
-        '--releases-dir',
-        rel,
-      ]);
-      expect(next.code, JSON.stringify(next.json)).toBe(0);
-      expect((await readdir(join(mnt, 'releases'))).sort()).toEqual([
-        'config-1.0.0',
-        'config-1.0.0+config-1.1.0',
-      ]);
-    } finally {
-      await runCmd('umount', [mnt]);
-    }
-  });
+  it.skipIf(!canMountTmpfs)(
+    `disk full (1 MiB tmpfs): ERR_NO_SPACE, current kept, leftovers cleaned by the next deploy${skipNote(canMountTmpfs, 'mount -t tmpfs is not permitted here')}`,
+    async () => {
+      const mnt = join(await tempDir('full-'), 'mnt');
+      await mkdir(mnt);
+      expect(await runCmd('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt])).toBe(0);
+      try {
+        const small = await json([
+          'deploy',
+          '--component',
+          'config:1.0.0',
+          '--target',
+          mnt,
+          '--releases-dir',
+          rel,
+        ]);
+        expect(small.code, JSON.stringify(small.json)).toBe(0);
+        const r = await json(['deploy', '--release', '2024.01.20', '--target', mnt, '--releases-dir', rel]);
+        expect(r.code).toBe(1);
+        expect(r.json.error.code).toBe('ERR_NO_SPACE');
+        expect(r.json.error.hint).toContain('Free some disk space');
+        expect(await readlink(join(mnt, 'current'))).toBe('releases/config-1.0.0');
+        expect(await readFile(join(mnt, 'config', 'settings.yaml'), 'utf8')).toBe('threshold: 0.5\n');
+        expect((await run(['verify', '--target', mnt])).code).toBe(0);
+        expect(await readdir(join(mnt, '.deploy-tool', 'staging'))).toEqual([]);
+        const next = await json([
+          'deploy',
+          '--component',
+          'config:1.1.0',
+          '--target',
+          mnt,
+          '--releases-dir',
+          rel,
+        ]);
+        expect(next.code, JSON.stringify(next.json)).toBe(0);
+        expect((await readdir(join(mnt, 'releases'))).sort()).toEqual([
+          'config-1.0.0',
+          'config-1.0.0+config-1.1.0',
+        ]);
+      } finally {
+        await runCmd('umount', [mnt]);
+      }
+    },
+  );
 
   it('usage errors: no --release/--component, unknown method', async () => {
     const a = await json(['deploy', '--target', t]);
