@@ -22,9 +22,12 @@ import { storedArchive, storedDigestView } from '../trust/encrypt.js';
 import { loadSecretKey, putSignature, readSignatureFile } from '../trust/sign.js';
 import { keyIdHex } from '../trust/keys.js';
 import { resolve } from 'node:path';
-import { wantsStore } from '../store/resolve.js';
+import { effectiveMethod, registryOf, wantsStore } from '../store/resolve.js';
 import { publishToStore, type StorePublishInfo } from '../store/publish.js';
+import { componentRoutes, publishRoutedComponents, type RoutedComponent } from '../store/routes.js';
+import { resolveRegistry } from '../registry/credentials.js';
 import type { SecretKey } from '../trust/keys.js';
+import { publishToRegistry } from '../registry/publish.js';
 
 export interface PublishOptions extends CommonOptions {
   components: string[];
@@ -39,8 +42,11 @@ export interface PublishOptions extends CommonOptions {
   endpoint?: string | undefined;
   region?: string | undefined;
   prefix?: string | undefined;
-  /** Pointer moved to a new release in a bucket store (default "latest"; false: none). */
+  /** Pointer moved to a new release in a bucket store (default "latest"; false: none). Registry: only when given. */
   pointer?: string | false | undefined;
+  /** Registry (--method registry): the server URL (default: the last one logged in to) and namespace. */
+  registry?: string | undefined;
+  namespace?: string | undefined;
 }
 
 export interface PublishedComponent {
@@ -54,7 +60,7 @@ export interface PublishedComponent {
 
 export interface PublishResult {
   status: 'published' | 'unchanged';
-  method: 'filesystem' | 's3' | 'bos';
+  method: 'filesystem' | 's3' | 'bos' | 'registry';
   release: string | undefined;
   /** Folder that holds everything the server needs. */
   publishedDir: string;
@@ -64,8 +70,10 @@ export interface PublishResult {
   totalBytes: number;
   /** Key id and signature files written by --sign. */
   signed?: { keyId: string; files: string[] } | null;
-  /** Bucket stores only: what was uploaded where (bytes sent and reused, pointer moved). */
+  /** Bucket stores and registries: what was uploaded where (bytes sent and reused, pointer moved). */
   store?: StorePublishInfo | null;
+  /** Mixed stores (deploy.components): release components published to (or found in) their own stores. */
+  routed?: RoutedComponent[];
 }
 
 export const RELEASE_FILE = 'release.json';
@@ -134,10 +142,10 @@ export async function checkComponents(
 }
 
 export async function publish(options: PublishOptions): Promise<PublishResult> {
-  const method = options.method ?? 'filesystem';
+  const method = effectiveMethod(options) ?? 'filesystem';
   if (method !== 'filesystem' && !wantsStore(options)) {
     throw new DeployToolError('ERR_USAGE', `Publishing method "${method}" is not available`, {
-      hint: 'Use --method filesystem, s3 or bos (with --bucket), or --store NAME.',
+      hint: 'Use --method filesystem, s3 or bos (with --bucket), registry (with --registry URL), or --store NAME.',
     });
   }
   if (options.components.length === 0) {
@@ -152,6 +160,10 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     options.releaseVersion === undefined
       ? undefined
       : validateVersion(options.releaseVersion, 'Release version');
+  const reg = wantsStore(options)
+    ? registryOf(options, { config: project.config, baseDir: project.root })
+    : undefined;
+  if (reg) return publishRegistry(options, project, reg, release);
   const signer = options.sign ? await loadSecretKey(resolve(options.cwd, options.sign)) : undefined;
   const signatures: string[] = [];
   const checked = await checkComponents(project, refs, options);
@@ -173,7 +185,26 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       compression: c.manifest.archive.compression,
     };
   });
-  if (wantsStore(options)) return publishRemote(options, project, checked, entries, release, signer);
+  // Mixed stores: with a release, components routed by deploy.components go to their own store.
+  const routes = release
+    ? componentRoutes(project.config, wantsStore(options) ? options.store : undefined)
+    : new Map<string, string>();
+  const routed = routes.size
+    ? await publishRoutedComponents(
+        checked.flatMap((c) => {
+          const entry = entries.find((e) => e.type === c.ref.type);
+          return entry ? [{ ...c, entry }] : [];
+        }),
+        routes,
+        { config: project.config, baseDir: project.root },
+        options,
+      )
+    : [];
+  const here = checked.filter((c) => !routes.has(c.ref.type));
+  if (wantsStore(options)) {
+    const r = await publishRemote(options, project, here, entries, release, signer);
+    return routed.length ? { ...r, routed } : r;
+  }
 
   let existingRelease: ReleaseManifest | undefined;
   if (release) {
@@ -221,8 +252,8 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   }
 
   const published: PublishedComponent[] = [];
-  for (const [i, c] of checked.entries()) {
-    const e = entries[i];
+  for (const [i, c] of here.entries()) {
+    const e = entries.find((x) => x.type === c.ref.type);
     if (!e) continue;
     const cur = await store.head(e.archive);
     let placedBy: PublishedComponent['placedBy'] = 'existing';
@@ -252,7 +283,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       phase: 'publish',
       item: `${e.type}:${e.version}`,
       done: i + 1,
-      total: checked.length,
+      total: here.length,
       unit: 'items',
     });
   }
@@ -311,6 +342,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     components: published,
     totalBytes: published.reduce((s, c) => s + c.archiveSize, 0),
     signed: signer ? { keyId: keyIdHex(signer.keyId), files: signatures } : null,
+    ...(routed.length ? { routed } : {}),
   };
 }
 
@@ -354,5 +386,81 @@ async function publishRemote(
     totalBytes: s.components.reduce((n, c) => n + c.archiveSize, 0),
     signed: r.keyId ? { keyId: r.keyId, files: r.signatures } : null,
     store: s,
+  };
+}
+
+/** The registry method (--method registry, or a `stores:` entry of type registry): src/registry/publish.ts. */
+async function publishRegistry(
+  options: PublishOptions,
+  project: Project,
+  reg: { name: string; url: string | undefined; namespace: string },
+  release: string | undefined,
+): Promise<PublishResult> {
+  if (release && componentRoutes(project.config, reg.name).size) {
+    throw new DeployToolError(
+      'ERR_USAGE',
+      'A registry release holds all of its components: deploy.components routes some elsewhere',
+      {
+        hint: 'Publish the release with another method, or remove those components from deploy.components.',
+      },
+    );
+  }
+  const target = await resolveRegistry(reg.url);
+  const r = await publishToRegistry({
+    cwd: options.cwd,
+    projectRoot: options.projectRoot,
+    onLog: options.onLog,
+    onWarning: options.onWarning,
+    onProgress: options.onProgress,
+    registry: target.url,
+    token: target.token,
+    namespace: reg.namespace,
+    components: options.components,
+    releaseVersion: release,
+    notes: options.notes,
+    pointers: typeof options.pointer === 'string' ? [options.pointer] : [],
+    sign: options.sign,
+  });
+  const location = `${r.registry} namespace ${r.namespace}`;
+  const bytesReused = r.components.reduce((n, c) => n + (c.uploaded ? 0 : c.archiveSize), 0);
+  return {
+    status: r.status,
+    method: 'registry',
+    release,
+    publishedDir: location,
+    releaseManifestPath: release ? `${location} release ${release}` : undefined,
+    gitReleaseFile: undefined,
+    components: r.components.map((c) => ({
+      type: c.type,
+      version: c.version,
+      archive: `${location} ${c.archiveSha256}`,
+      archiveSize: c.archiveSize,
+      archiveSha256: c.archiveSha256,
+      placedBy: c.uploaded ? 'copy' : 'existing',
+    })),
+    totalBytes: r.components.reduce((n, c) => n + c.archiveSize, 0),
+    signed: r.signedBy
+      ? { keyId: r.signedBy, files: r.signatures.map((x) => `${location} ${x.subject}.minisig`) }
+      : null,
+    store: {
+      name: reg.name,
+      type: 'registry',
+      location,
+      components: r.components.map((c) => ({
+        type: c.type,
+        version: c.version,
+        archiveSha256: c.archiveSha256,
+        archiveSize: c.archiveSize,
+        manifest: c.status === 'created' ? 'created' : 'existing',
+        chunks: 1,
+        chunksUploaded: c.uploaded ? 1 : 0,
+        bytesUploaded: c.uploaded ? c.archiveSize : 0,
+        bytesReused: c.uploaded ? 0 : c.archiveSize,
+      })),
+      bytesUploaded: r.bytesUploaded,
+      bytesReused,
+      releaseKey: release ? `releases/${release}` : null,
+      pointer: r.pointers[0] ? { name: r.pointers[0].name, release: release ?? '', previous: null } : null,
+    },
   };
 }

@@ -30,7 +30,7 @@ import { resolveStore, type StoreFlags } from './resolve.js';
 export interface StorePublishInfo {
   /** The store name ("s3", "bos", or a `stores:` name) and where it is. */
   name: string;
-  type: 's3' | 'bos' | 'filesystem';
+  type: 's3' | 'bos' | 'filesystem' | 'registry';
   location: string;
   components: BucketComponentResult[];
   /** Content bytes sent / already in the bucket. */
@@ -69,8 +69,9 @@ export async function publishToStore(i: StorePublishInput): Promise<StorePublish
   const existing = release ? await existingRelease(store, release, entries) : undefined;
 
   const results: BucketComponentResult[] = [];
+  // `checked` may be a subset of the release (mixed stores: the others live in other stores).
   for (const [n, c] of i.checked.entries()) {
-    const entry = entries[n];
+    const entry = entries.find((e) => e.type === c.ref.type);
     if (!entry) continue;
     results.push(await publishComponent(store, { entry, ...c }, o));
     const key = keys.component(entry.type, entry.version);

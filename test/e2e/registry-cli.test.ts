@@ -220,6 +220,228 @@ describe('registry CLI', () => {
     ).toBe('exists');
   });
 
+  it('publish --method registry --registry URL and deploy with the exact command of the web UI', async () => {
+    const cache = await tempDir('cache-');
+    const penv = { ...env, DEPLOY_TOOL_TOKEN: publisher, XDG_CACHE_HOME: cache };
+    await writeFile(join(project, 'models', 'extra.bin'), noise(150_000, 11));
+    expect(
+      (
+        await runCli(['pack', './models', '--auto', '--type', 'model', '--version', '1.1.0'], {
+          cwd: project,
+        })
+      ).code,
+    ).toBe(0);
+    const pub = await runJson<{
+      ok: boolean;
+      method: string;
+      status: string;
+      store: {
+        bytesUploaded: number;
+        bytesReused: number;
+        components: { type: string; chunksUploaded: number }[];
+      };
+    }>(
+      [
+        'publish',
+        '--component',
+        'model:1.1.0',
+        '--component',
+        'config:1.0.0',
+        '--release-version',
+        '2024.02.01',
+        '--method',
+        'registry',
+        '--registry',
+        url,
+      ],
+      { cwd: project, env: penv },
+    );
+    expect(pub.code).toBe(0);
+    expect(pub.json.method).toBe('registry');
+    expect(pub.json.status).toBe('published');
+    // config:1.0.0 is already there: only the new model archive is sent.
+    expect(pub.json.store.components.find((c) => c.type === 'config')?.chunksUploaded).toBe(0);
+    expect(pub.json.store.bytesUploaded).toBeGreaterThan(0);
+    expect(pub.json.store.bytesReused).toBeGreaterThan(0);
+    const human = await runCli(
+      [
+        'publish',
+        '--component',
+        'model:1.1.0',
+        '--component',
+        'config:1.0.0',
+        '--release-version',
+        '2024.02.01',
+        '--registry',
+        url,
+      ],
+      { cwd: project, env: penv },
+    );
+    expect(human.code).toBe(0);
+    expect(human.stdout).toContain('Release 2024.02.01 is already published');
+    expect(human.stdout).toContain(`--method registry --registry ${url} --namespace test-project`);
+    expect(human.stdout + human.stderr).not.toContain(publisher);
+
+    // The command the component version page shows, run from outside any project.
+    const elsewhere = await tempDir('elsewhere-');
+    const target = join(await tempDir('target-'), 'app');
+    const before = await runJson<{ component: { downloads: number } }>(['info', 'model:1.1.0'], {
+      cwd: home,
+      env,
+    });
+    const d = await runCli(
+      [
+        'deploy',
+        '--method',
+        'registry',
+        '--registry',
+        url,
+        '--namespace',
+        'test-project',
+        '--release',
+        '2024.02.01',
+        '--target',
+        target,
+      ],
+      { cwd: elsewhere, env: { ...env, XDG_CACHE_HOME: cache } },
+    );
+    expect(d.stderr).toBe('');
+    expect(d.code).toBe(0);
+    expect(d.stdout).toContain('Deployed 2024.02.01');
+    const extra = await readFile(join(target, 'model', 'extra.bin'));
+    expect(extra.equals(noise(150_000, 11))).toBe(true);
+    expect((await readFile(join(target, 'config', 'settings.yaml'), 'utf8')).trim()).toBe('threshold: 0.5');
+    const v = await runCli(['verify', '--target', target], { cwd: elsewhere, env });
+    expect(v.code).toBe(0);
+    // The download of the whole archive (several range requests) counts once.
+    const after = await runJson<{ component: { downloads: number } }>(['info', 'model:1.1.0'], {
+      cwd: home,
+      env,
+    });
+    expect(before.json.component.downloads).toBe(0);
+    expect(after.json.component.downloads).toBe(1);
+
+    const missing = await runCli(
+      ['deploy', '--method', 'registry', '--registry', url, '--release', '2024.02.01', '--target', target],
+      { cwd: elsewhere, env },
+    );
+    expect(missing.code).toBe(2); // a usage error
+    expect(missing.stderr).toContain('ERR_USAGE');
+    expect(missing.stderr).toContain('--namespace');
+  });
+
+  it('stores: of type registry with --store, a registry mirror of a store, and a mirror of a registry', async () => {
+    const cache = await tempDir('cache-');
+    const cenv = { ...env, XDG_CACHE_HOME: cache };
+    const cfgPath = join(project, '.deploy-tool.yaml');
+    const original = await readFile(cfgPath, 'utf8');
+    await writeFile(
+      cfgPath,
+      `${original}
+stores:
+  reg:
+    type: registry
+    url: ${url}
+  empty:
+    type: filesystem
+    path: ./empty-store
+    mirrors: [reg]
+  dead:
+    type: registry
+    url: http://127.0.0.1:9
+    namespace: test-project
+    mirrors: [folder]
+  folder:
+    type: filesystem
+    path: ./folder-store
+`,
+    );
+    try {
+      // Token from the login file (admin), namespace from the project's name.
+      const t1 = join(await tempDir('target-'), 'app');
+      const a = await runJson<{ status: string; source: string }>(
+        ['deploy', '--release', '2024.01.20', '--target', t1, '--store', 'reg'],
+        { cwd: project, env: cenv },
+      );
+      expect(a.code).toBe(0);
+      expect(a.json.status).toBe('deployed');
+      expect(a.json.source).toContain(`${url} namespace test-project`);
+      const weights = await readFile(join(project, 'models', 'weights.bin'));
+      expect((await readFile(join(t1, 'model', 'weights.bin'))).equals(weights)).toBe(true);
+
+      // The registry as a mirror: the filesystem store has nothing, the registry serves it all.
+      const t2 = join(await tempDir('target-'), 'app');
+      const b = await runCli(
+        [
+          'deploy',
+          '--release',
+          '2024.02.01',
+          '--target',
+          t2,
+          '--store',
+          'empty',
+          '--cache-dir',
+          await tempDir('c-'),
+        ],
+        { cwd: project, env: cenv },
+      );
+      expect(b.code).toBe(0);
+      expect(b.stderr).toMatch(/empty-store\/blobs\/sha256\/[0-9a-f]{64}.*trying mirror reg/);
+      expect((await readFile(join(t2, 'model', 'extra.bin'))).equals(noise(150_000, 11))).toBe(true);
+
+      // A mirror of a registry: the registry is down, the filesystem store serves.
+      const p = await runCli(
+        [
+          'publish',
+          '--component',
+          'model:1.1.0',
+          '--component',
+          'config:1.0.0',
+          '--release-version',
+          '2024.02.01',
+          '--store',
+          'folder',
+        ],
+        {
+          cwd: project,
+          env: cenv,
+        },
+      );
+      expect(p.code).toBe(0);
+      const t3 = join(await tempDir('target-'), 'app');
+      const c = await runCli(
+        [
+          'deploy',
+          '--release',
+          '2024.02.01',
+          '--target',
+          t3,
+          '--store',
+          'dead',
+          '--cache-dir',
+          await tempDir('c-'),
+        ],
+        { cwd: project, env: { ...cenv, DEPLOY_TOOL_TOKEN: publisher } },
+      );
+      expect(c.code).toBe(0);
+      expect(c.stderr).toContain('trying mirror folder');
+      expect(c.stderr).toContain('http://127.0.0.1:9');
+      expect(c.stderr + c.stdout).not.toContain(publisher);
+      expect((await readFile(join(t3, 'model', 'extra.bin'))).equals(noise(150_000, 11))).toBe(true);
+
+      // mirrors check reports the registry's health.
+      const m = await runJson<{ stores: { name: string; ok: boolean }[] }>(['mirrors', 'check'], {
+        cwd: project,
+        env: cenv,
+      });
+      const byName = Object.fromEntries(m.json.stores.map((x) => [x.name, x.ok]));
+      expect(byName.reg).toBe(true);
+      expect(byName.dead).toBe(false);
+    } finally {
+      await writeFile(cfgPath, original);
+    }
+  });
+
   it('never prints a token in the server log', () => {
     expect(serverErr).toContain('GET /api/v1/whoami');
     expect(serverErr).not.toContain(BOOT);

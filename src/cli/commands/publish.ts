@@ -17,6 +17,8 @@ interface PublishFlags {
   region?: string;
   prefix?: string;
   pointer?: string | false;
+  registry?: string;
+  namespace?: string;
 }
 
 export function registerPublish(program: Command): void {
@@ -25,13 +27,22 @@ export function registerPublish(program: Command): void {
     .description('Publish components (and a release: a set of component versions) for deployment')
     .option('--component <type:version>', 'component to publish (repeatable)', collect)
     .option('--release-version <version>', 'release version to create (for example 2024.01.20)')
-    .option('--method <method>', 'filesystem (default), s3 or bos (uploads to a bucket)', 'filesystem')
+    .option(
+      '--method <method>',
+      'filesystem (default), s3 or bos (uploads to a bucket), registry (uploads to deploy-tool serve)',
+      'filesystem',
+    )
     .option('--store <name>', 'a store from "stores:" in .deploy-tool.yaml (bucket, endpoint, mirrors)')
     .option('--bucket <bucket>', 's3/bos: bucket name')
     .option('--endpoint <url>', 's3/bos: endpoint URL (default: AWS, or https://s3.REGION.bcebos.com)')
     .option('--region <region>', 's3/bos: region (bos default: bj)')
     .option('--prefix <prefix>', 's3/bos: key prefix inside the bucket')
-    .option('--pointer <name>', 's3/bos: pointer moved to the new release (default: latest)')
+    .option('--registry <url>', 'registry: server URL (default: DEPLOY_TOOL_REGISTRY, else the last login)')
+    .option('--namespace <ns>', "registry: namespace to publish into (default: the project's name)")
+    .option(
+      '--pointer <name>',
+      's3/bos: pointer moved to the new release (default: latest); registry: none unless given',
+    )
     .option('--no-pointer', 's3/bos: move no pointer')
     .option('--notes <text>', 'release notes stored in the release manifest')
     .option('--sign <key>', 'sign the release and component manifests with this private key (keys generate)')
@@ -50,8 +61,14 @@ export function registerPublish(program: Command): void {
           region: opts.region,
           prefix: opts.prefix,
           pointer: opts.pointer,
+          registry: opts.registry,
+          namespace: opts.namespace,
         });
         ui.json({ ok: true, ...r });
+        for (const c of r.routed ?? [])
+          ui.success(
+            `${c.type}:${c.version} is in store ${c.store} (${c.location}): ${formatBytes(c.bytesUploaded)} sent, ${formatBytes(c.bytesReused)} already there`,
+          );
         if (r.store) {
           renderStorePublish(ui, r.status, r.release, r.store, r.gitReleaseFile);
           return;
@@ -142,6 +159,8 @@ function renderStorePublish(
   const flags =
     s.name === 's3' || s.name === 'bos'
       ? `--method ${s.type} --bucket ${s.location.split(' bucket ')[1]?.split(' ')[0] ?? 'BUCKET'}`
-      : `--store ${s.name}`;
+      : s.name === 'registry' && s.type === 'registry'
+        ? `--method registry --registry ${s.location.replace(' namespace ', ' --namespace ')}`
+        : `--store ${s.name}`;
   ui.info(`  deploy-tool deploy --release ${release} --target /opt/ml-apps/my-project ${flags}`);
 }

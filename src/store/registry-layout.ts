@@ -1,0 +1,220 @@
+/**
+ * A registry namespace seen through the bucket layout (src/store/bucket.ts), so that the bucket
+ * ReleaseSource (src/deploy/sources/s3.ts) deploys from a registry exactly as from S3: download
+ * cache, parallel range requests, resume, and mirrors in either direction (a registry mirror of
+ * an S3 store, an S3 or filesystem mirror of a registry store). Read side only; publishing to a
+ * registry goes through src/registry/publish.ts.
+ *
+ *   components/TYPE/VERSION/manifest.json -> GET /api/v1/namespaces/NS/components/TYPE/VERSION/manifest
+ *   releases/R/release.json               -> GET /api/v1/namespaces/NS/releases/R/manifest
+ *   archives/sha256/HEX.json (recipe)     -> synthesized: one chunk, the whole archive HEX
+ *   blobs/sha256/HEX                      -> ranges of the component's archive (counted as one download)
+ *   pointers/NAME.json                    -> GET /api/v1/namespaces/NS/pointers/NAME
+ *   ...manifest.json.minisig, release.json.minisig -> the detached signatures the registry keeps
+ *
+ * The client is made on first use: the token is read then, from DEPLOY_TOOL_TOKEN or the file
+ * written by `deploy-tool login` (src/registry/credentials.ts), and never printed.
+ */
+import { Readable } from 'node:stream';
+import { DeployToolError } from '../core/errors.js';
+import { sha256Hex } from '../core/hash.js';
+import { createRegistryClient, type RegistryClient } from '../registry/client.js';
+import { resolveRegistry } from '../registry/credentials.js';
+import { RECIPE_SCHEMA_VERSION, keys, type ArchiveRecipe } from './bucket.js';
+import { checkKey, type ObjectInfo, type Store } from './types.js';
+
+export interface RegistryLayoutStoreOptions {
+  /** Registry URL; default: DEPLOY_TOOL_REGISTRY, else the last URL logged in to. */
+  url?: string | undefined;
+  namespace: string;
+  /** A client of your own (tests, library use); else one is made from url + the saved token. */
+  client?: RegistryClient | undefined;
+}
+
+export interface RegistryLayoutStore extends Store {
+  readonly namespace: string;
+  /** Checks the registry answers and accepts the token (used by `mirrors check`). */
+  checkBucket(): Promise<void>;
+}
+
+const HEX = /^[0-9a-f]{64}$/;
+
+const readOnly = (location: string): DeployToolError =>
+  new DeployToolError('ERR_USAGE', `${location}: a registry store is written only by publish`, {
+    hint: 'Publish with deploy-tool publish ... --method registry --registry URL (or --store NAME).',
+  });
+
+export function createRegistryLayoutStore(o: RegistryLayoutStoreOptions): RegistryLayoutStore {
+  const ns = o.namespace;
+  let client: Promise<RegistryClient> | undefined = o.client ? Promise.resolve(o.client) : undefined;
+  let url = o.client?.location ?? o.url;
+  const getClient = (): Promise<RegistryClient> => {
+    client ??= resolveRegistry(o.url).then((r) => {
+      url = r.url;
+      return createRegistryClient({ url: r.url, token: r.token });
+    });
+    return client;
+  };
+  /** archive sha256 -> component, learnt from the manifests read, so ranges are attributed downloads. */
+  const archives = new Map<
+    string,
+    { type: string; version: string; name: string; size: number; frames: number | null }
+  >();
+
+  const learn = (text: string): void => {
+    try {
+      const m = JSON.parse(text) as {
+        type?: string;
+        version?: string;
+        archive?: { sha256?: string; name?: string; size?: number };
+        frames?: { offset: number; size: number }[];
+      };
+      const size = m.archive?.size;
+      if (!m.type || !m.version || !m.archive?.sha256 || !m.archive.name || typeof size !== 'number') return;
+      // Frames that tile the whole archive let each range be checked frame by frame as it lands.
+      let end = 0;
+      for (const f of m.frames ?? []) end = f.offset === end ? end + f.size : -1;
+      const frames = m.frames?.length && end === size ? m.frames.length : null;
+      archives.set(m.archive.sha256, {
+        type: m.type,
+        version: m.version,
+        name: m.archive.name,
+        size,
+        frames,
+      });
+    } catch {
+      // not JSON: the source's parser reports it
+    }
+  };
+
+  const blobPath = (c: RegistryClient, sha: string): string | undefined => {
+    const a = archives.get(sha);
+    return a ? c.archivePath(ns, a.type, a.version) : undefined;
+  };
+
+  const get = async (key: string): Promise<Buffer | undefined> => {
+    const p = checkKey('registry', key).split('/');
+    const c = await getClient();
+    if (p[0] === 'components' && p.length === 4 && p[3] === 'manifest.json.minisig' && p[1] && p[2]) {
+      const t = await c.componentSignatureText(ns, p[1], p[2]);
+      return t === undefined ? undefined : Buffer.from(t);
+    }
+    if (p[0] === 'releases' && p.length === 3 && p[2] === 'release.json.minisig' && p[1]) {
+      const t = await c.releaseSignatureText(ns, p[1]);
+      return t === undefined ? undefined : Buffer.from(t);
+    }
+    if (p[0] === 'components' && p.length === 4 && p[3] === 'manifest.json' && p[1] && p[2]) {
+      const t = await c.componentManifestText(ns, p[1], p[2]);
+      if (t === undefined) return undefined;
+      learn(t);
+      return Buffer.from(t);
+    }
+    if (p[0] === 'releases' && p.length === 3 && p[2] === 'release.json' && p[1]) {
+      const t = await c.releaseManifestText(ns, p[1]);
+      return t === undefined ? undefined : Buffer.from(t);
+    }
+    if (p[0] === 'archives' && p[1] === 'sha256' && p.length === 3 && p[2]?.endsWith('.json')) {
+      const sha = p[2].slice(0, -'.json'.length);
+      if (!HEX.test(sha)) return undefined;
+      const known = archives.get(sha);
+      const size = known?.size ?? (await c.headBlob(sha))?.size;
+      if (size === undefined) return undefined;
+      const recipe: ArchiveRecipe = {
+        schemaVersion: RECIPE_SCHEMA_VERSION,
+        kind: 'deploy-tool/archive-recipe',
+        archive: { name: known?.name ?? `${sha}.tar`, size, sha256: sha },
+        chunks: [{ sha256: sha, offset: 0, size, frames: known?.frames ? [0, known.frames] : null }],
+      };
+      return Buffer.from(`${JSON.stringify(recipe)}\n`);
+    }
+    if (p[0] === 'blobs' && p[1] === 'sha256' && p.length === 3 && p[2] && HEX.test(p[2]))
+      return c.getBlob(p[2]);
+    if (p[0] === 'pointers' && p.length === 2 && p[1]?.endsWith('.json')) {
+      const ptr = await c.getPointer(ns, p[1].slice(0, -'.json'.length));
+      if (!ptr) return undefined;
+      const text = await c.releaseManifestText(ns, ptr.target);
+      return Buffer.from(
+        `${JSON.stringify({
+          schemaVersion: 1,
+          kind: 'deploy-tool/pointer',
+          release: ptr.target,
+          releaseSha256: sha256Hex(text ?? ''),
+          updatedAt: ptr.updatedAt,
+        })}\n`,
+      );
+    }
+    return undefined;
+  };
+
+  const store: RegistryLayoutStore = {
+    driver: 'registry',
+    get location(): string {
+      return `${url ?? 'registry (logged-in default)'} namespace ${ns}`;
+    },
+    namespace: ns,
+    async checkBucket() {
+      await (await getClient()).whoami();
+    },
+    async head(key): Promise<ObjectInfo | undefined> {
+      const p = key.split('/');
+      if (p[0] === 'blobs' && p[2] && HEX.test(p[2])) {
+        const h = await (await getClient()).headBlob(p[2]);
+        return h ? { key, size: h.size, etag: p[2] } : undefined;
+      }
+      const data = await get(key);
+      return data ? { key, size: data.length } : undefined;
+    },
+    get,
+    async getRange(key, offset, length) {
+      const p = checkKey('registry', key).split('/');
+      if (p[0] === 'blobs' && p[1] === 'sha256' && p[2] && HEX.test(p[2])) {
+        const c = await getClient();
+        // The range at 0 counts one download of the component; the others are continuations.
+        return c.readBlobRange(p[2], offset, length, { continuation: offset > 0, path: blobPath(c, p[2]) });
+      }
+      const data = await get(key);
+      if (!data)
+        throw new DeployToolError('ERR_ARCHIVE_MISSING', `${store.location}: ${key} not found`, {
+          hint: 'Publish it to the registry first.',
+        });
+      return data.subarray(offset, offset + length);
+    },
+    async getStream(key, range) {
+      const p = checkKey('registry', key).split('/');
+      if (p[0] === 'blobs' && p[2] && HEX.test(p[2])) return (await getClient()).blobStream(p[2], range);
+      const data = await get(key);
+      if (!data) throw Object.assign(new Error(`${store.location}: ${key} not found`), { code: 'ENOENT' });
+      return Readable.from([range ? data.subarray(range.offset, range.offset + range.length) : data]);
+    },
+    put() {
+      return Promise.reject(readOnly(store.location));
+    },
+    putFile() {
+      return Promise.reject(readOnly(store.location));
+    },
+    async list(prefix) {
+      const c = await getClient();
+      if (prefix.startsWith('releases/')) {
+        return (await c.listReleases(ns)).map((r) => ({
+          key: keys.release(r.release),
+          size: 0,
+          etag: r.manifestSha256,
+        }));
+      }
+      if (prefix.startsWith('components/')) {
+        return (await c.listComponents(ns))
+          .map((x) => ({
+            key: keys.component(x.type, x.version),
+            size: x.manifestSize,
+            etag: x.manifestSha256,
+          }))
+          .filter((x) => x.key.startsWith(prefix));
+      }
+      return [];
+    },
+    delete() {
+      return Promise.reject(readOnly(store.location));
+    },
+  };
+  return store;
+}
