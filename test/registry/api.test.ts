@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readdir, rename } from 'node:fs/promises';
+import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -350,6 +351,162 @@ describe('components, releases, pointers', () => {
       'deploy_tool_registry_auth_failures_total',
     ])
       expect(m.text).toContain(family);
+  });
+});
+
+describe('deletes (admin only), audited', () => {
+  it('deletes a pointer, a release and a component; each is gone and each delete is in the audit log', async () => {
+    const ptr = `/api/v1/namespaces/${NS}/pointers/production`;
+    const cur = await request(base, 'GET', ptr, { token: A });
+    expect(cur.status).toBe(200);
+    const rev = cur.headers.etag ?? '';
+    expect((await request(base, 'DELETE', ptr, { token: A, headers: { 'if-match': '"999"' } })).status).toBe(
+      412,
+    );
+    expect((await request(base, 'DELETE', ptr, { token: A, headers: { 'if-match': rev } })).status).toBe(200);
+    expect((await request(base, 'GET', ptr, { token: A })).status).toBe(404);
+
+    const rel = `/api/v1/namespaces/${NS}/releases/2024.01.21`;
+    expect((await request(base, 'DELETE', rel, { token: A })).status).toBe(200);
+    expect((await request(base, 'GET', rel, { token: A })).status).toBe(404);
+    expect((await request(base, 'GET', `${rel}/manifest`, { token: A })).status).toBe(404);
+    const search = await request(base, 'GET', '/api/v1/search?q=2024.01', { token: A });
+    expect(search.json.releases.map((x: { release: string }) => x.release)).toEqual(['2024.01.20']);
+
+    const p = await packedProject([['./configs', 'config', '3.0.0']], { 'configs/three.yaml': 'x: 3\n' });
+    const c = p.components[0]!;
+    expect((await apiPublishComponent(base, A, NS, c)).status).toBe(201);
+    const comp = `/api/v1/namespaces/${NS}/components/config/3.0.0`;
+    const publisher = await createToken(base, A, 'publisher', [NS]);
+    secrets.push(publisher.token);
+    expect((await request(base, 'DELETE', comp, { token: publisher.token })).status).toBe(403);
+    expect((await request(base, 'DELETE', comp, { token: A })).status).toBe(200);
+    expect((await request(base, 'GET', comp, { token: A })).status).toBe(404);
+    expect((await request(base, 'GET', `${comp}/archive`, { token: A })).status).toBe(404);
+    expect((await request(base, 'DELETE', comp, { token: A })).status).toBe(404);
+    // The version is free again: publishing it again creates it.
+    expect((await apiPublishComponent(base, A, NS, c)).status).toBe(201);
+
+    const audit = await request(base, 'GET', '/api/v1/audit?limit=1000', { token: A });
+    const events = audit.json.events as {
+      action: string;
+      target: string;
+      actor: string;
+      namespace: string;
+    }[];
+    const find = (action: string) => events.find((e) => e.action === action);
+    expect(find('pointer.delete')).toMatchObject({ target: 'production', namespace: NS });
+    expect(find('release.delete')).toMatchObject({ target: '2024.01.21', namespace: NS });
+    expect(find('component.delete')).toMatchObject({ target: 'config:3.0.0', namespace: NS });
+    for (const a of ['pointer.delete', 'release.delete', 'component.delete'])
+      expect(find(a)?.actor).toContain('bootstrap');
+  });
+});
+
+describe('upload limits and framing', () => {
+  const MAX = 64 * 1024;
+  let small: Awaited<ReturnType<typeof startRegistry>>;
+  beforeAll(async () => {
+    small = await startRegistry({ maxBlobBytes: MAX });
+  });
+  afterAll(async () => {
+    await small?.close();
+  });
+
+  /** A chunked upload (no Content-Length): the limit must hold while streaming. */
+  const chunked = (
+    sha: string,
+    total: number,
+  ): Promise<{ status: number; text: string } | { error: string }> =>
+    new Promise((resolve) => {
+      const u = new URL(small.url);
+      const req = http.request(
+        {
+          host: u.hostname,
+          port: u.port,
+          method: 'PUT',
+          path: `/api/v1/blobs/${sha}`,
+          headers: { authorization: `Bearer ${A}`, 'transfer-encoding': 'chunked' },
+          agent: false,
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        },
+      );
+      req.on('error', (e) => resolve({ error: String(e) }));
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < total) {
+          sent += 16 * 1024;
+          if (!req.write(Buffer.alloc(16 * 1024, 7))) {
+            req.once('drain', pump);
+            return;
+          }
+        }
+        req.end();
+      };
+      pump();
+    });
+
+  it('refuses content over maxBlobBytes, declared or streamed, and stores nothing', async () => {
+    const big = Buffer.alloc(MAX + 1, 3);
+    const sha = createHash('sha256').update(big).digest('hex');
+    const declared = await request(small.url, 'PUT', `/api/v1/blobs/${sha}`, { token: A, body: big });
+    expect(declared.status).toBe(413);
+    expect(declared.json.code).toBe('ERR_BODY_TOO_LARGE');
+    const streamed = Buffer.alloc(4 * MAX, 7);
+    const sha2 = createHash('sha256').update(streamed).digest('hex');
+    const r = await chunked(sha2, streamed.length);
+    expect(r).toMatchObject({ status: 413 });
+    expect('text' in r && (JSON.parse(r.text) as { code: string }).code).toBe('ERR_BODY_TOO_LARGE');
+    for (const s of [sha, sha2])
+      expect((await request(small.url, 'HEAD', `/api/v1/blobs/${s}`, { token: A })).status).toBe(404);
+    expect((await readdir(join(small.dataDir, 'tmp'))).filter((n) => n.startsWith('upload-'))).toEqual([]);
+    // Exactly the limit is fine, and the server kept serving.
+    const fits = Buffer.alloc(MAX, 5);
+    const ok = await request(
+      small.url,
+      'PUT',
+      `/api/v1/blobs/${createHash('sha256').update(fits).digest('hex')}`,
+      {
+        token: A,
+        body: fits,
+      },
+    );
+    expect(ok.status).toBe(201);
+  });
+
+  it('a body longer than its Content-Length: only the declared bytes count, nothing wrong is stored', async () => {
+    const body = Buffer.from('x'.repeat(100) + 'y'.repeat(100));
+    const whole = createHash('sha256').update(body).digest('hex');
+    const first = createHash('sha256').update(body.subarray(0, 100)).digest('hex');
+    const u = new URL(small.url);
+    const text = await new Promise<string>((resolve) => {
+      let out = '';
+      const sock = net.connect(Number(u.port), u.hostname, () => {
+        sock.write(
+          `PUT /api/v1/blobs/${whole} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${A}\r\nContent-Length: 100\r\n\r\n`,
+        );
+        sock.write(body);
+      });
+      sock.on('data', (c) => (out += c.toString()));
+      sock.on('close', () => resolve(out));
+      setTimeout(() => sock.destroy(), 3000);
+    });
+    // The 100 bytes after the declared body are not a request: the connection is answered 400
+    // and closed (before or after the upload's own answer: the declared 100 bytes do not have the
+    // declared sha256, so that one is a 400 too).
+    expect(text).toMatch(/^HTTP\/1\.1 400/);
+    expect(text).not.toMatch(/HTTP\/1\.1 [235]\d\d/);
+    expect(text).toMatch(/"code":"ERR_(BAD_REQUEST|DIGEST_MISMATCH)"/);
+    noStack(text);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await readdir(join(small.dataDir, 'tmp'))).filter((n) => n.startsWith('upload-'))).toEqual([]);
+    for (const s of [whole, first])
+      expect((await request(small.url, 'HEAD', `/api/v1/blobs/${s}`, { token: A })).status).toBe(404);
+    expect((await request(small.url, 'GET', '/healthz')).status).toBe(200);
   });
 });
 

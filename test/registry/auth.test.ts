@@ -1,9 +1,12 @@
 /**
  * The whole access matrix, generated from the route table (a new route is covered automatically):
  * every endpoint x {no token, bad token, revoked token, reader/publisher/admin of another
- * namespace, reader/publisher/admin of the namespace}. Plus anonymous read, and the slow-down of
- * repeated failures from one address.
+ * namespace, reader/publisher/admin of the namespace}, for each method (HEAD too) and with bad,
+ * revoked and expired tokens. Plus anonymous read, and the slow-down of repeated failures from one
+ * address, on the API and on the web UI's login form.
  */
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Route } from '../../src/registry/server/app.js';
 import { apiRoutes } from '../../src/registry/server/routes-api.js';
@@ -62,6 +65,12 @@ beforeAll(async () => {
   await request(base, 'DELETE', `/api/v1/tokens/${revoked.id}`, { token: BOOTSTRAP });
   tokens.revoked = revoked.token;
   tokens.bad = 'dtr_not-a-real-token-at-all-0000000000';
+  // An admin token that has expired (as time would make it).
+  const expired = await createToken(base, BOOTSTRAP, 'admin', ['*'], { expiresInDays: 1 });
+  const db = new Database(join(srv.dataDir, 'registry.db'));
+  db.prepare('UPDATE tokens SET expires_at = ? WHERE id = ?').run('2000-01-01T00:00:00.000Z', expired.id);
+  db.close();
+  tokens.expired = expired.token;
 });
 afterAll(async () => {
   await srv?.close();
@@ -70,42 +79,52 @@ afterAll(async () => {
 
 const routes = [...apiRoutes, ...uiRoutes].filter((r) => r.need.kind !== 'public');
 
+// Every GET route answers HEAD too, with the same access rules.
+const cases = routes.flatMap((r) => [
+  [`${r.method} ${r.path}`, r, r.method] as const,
+  ...(r.method === 'GET' ? [[`HEAD ${r.path}`, r, 'HEAD'] as const] : []),
+]);
+
 describe('access matrix', () => {
-  it.each(routes.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', async (_label, route) => {
+  it.each(cases)('%s', async (_label, route, method) => {
     const path = concretePath(route);
-    const body = route.method === 'GET' || route.method === 'DELETE' ? undefined : '{}';
+    const body = method === 'GET' || method === 'HEAD' || method === 'DELETE' ? undefined : '{}';
     const headers = body ? jsonHeaders : {};
     const call = (token?: string) =>
-      request(base, route.method, path, { token, headers, ...(body ? { body } : {}) });
+      request(base, method, path, { token, headers, ...(body ? { body } : {}) });
     const denied = async (token: string | undefined, expected: number): Promise<void> => {
       const r = await call(token);
       if (route.ui && expected === 401) {
-        expect(r.status, `${route.method} ${path} without a valid token`).toBe(303);
+        expect(r.status, `${method} ${path} without a valid token`).toBe(303);
         expect(r.headers.location).toMatch(/^\/login/);
       } else {
-        expect(r.status, `${route.method} ${path} token=${token ?? 'none'}`).toBe(expected);
+        expect(r.status, `${method} ${path} token=${token ?? 'none'}`).toBe(expected);
+        if (!route.ui && method !== 'HEAD') expect(r.json.code).toBe('ERR_UNAUTHENTICATED');
       }
     };
     await denied(undefined, 401);
     await denied(tokens.bad, 401);
     await denied(tokens.revoked, 401);
+    await denied(tokens.expired, 401);
     if (route.need.kind !== 'action') return;
     const need = route.need;
     for (const role of ['reader', 'publisher', 'admin'] as const) {
       for (const scope of ['own', 'other'] as const) {
         const token = tokens[`${role}-${scope}`]!;
         const roleOk = ROLE_RANK[role] >= ACTION_RANK[need.action];
-        // Content is read through a namespace that holds it, even though the route is global.
-        const contentRead = route.path === '/api/v1/blobs/:sha' && route.method === 'GET';
+        // Content is read through a namespace that holds it, even though the route is global;
+        // publishers may HEAD any content (to skip uploading it again).
+        const blob = route.path === '/api/v1/blobs/:sha' && route.method === 'GET';
+        const contentRead = blob && !(method === 'HEAD' && ROLE_RANK[role] >= ROLE_RANK.publisher);
         const scopeOk = scope === 'own' || (need.ns === 'any' && !contentRead);
         const r = await call(token);
         if (roleOk && scopeOk) {
           expect(
             [401, 403],
-            `${route.method} ${path} as ${role}-${scope} should be allowed (got ${r.status} ${r.text})`,
+            `${method} ${path} as ${role}-${scope} should be allowed (got ${r.status} ${r.text})`,
           ).not.toContain(r.status);
         } else {
-          expect(r.status, `${route.method} ${path} as ${role}-${scope}`).toBe(403);
+          expect(r.status, `${method} ${path} as ${role}-${scope}`).toBe(403);
         }
         if (!route.ui) expect(r.status).toBeLessThan(500);
       }
@@ -188,6 +207,55 @@ describe('repeated failures from one address', () => {
       expect((await request(s.url, 'GET', '/api/v1/whoami', { token: BOOTSTRAP })).status).toBe(200);
       const m = await request(s.url, 'GET', '/metrics', { token: BOOTSTRAP });
       expect(m.text).toMatch(/deploy_tool_registry_auth_failures_total\{reason="unknown"\} \d+/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('on the web UI login form too: slowed down, then refused; the API shares the count; a valid token logs in', async () => {
+    const s = await startRegistry({
+      limiter: { threshold: 3, baseDelayMs: 150, maxDelayMs: 600, blockAfter: 6 },
+    });
+    const login = (token: string) =>
+      request(s.url, 'POST', '/login', {
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token, next: '/' }).toString(),
+      });
+    try {
+      const times: number[] = [];
+      const results: Awaited<ReturnType<typeof login>>[] = [];
+      for (let i = 0; i < 8; i++) {
+        const t0 = performance.now();
+        results.push(await login(`dtr_wrong-browser-guess-${i}-0000000`));
+        times.push(performance.now() - t0);
+      }
+      for (const r of results.slice(0, 6)) {
+        expect(r.status).toBe(303);
+        expect(r.headers.location).toMatch(/^\/login\?failed=1/);
+        expect(r.headers['set-cookie']).toBeUndefined();
+      }
+      for (const r of results.slice(6)) {
+        expect(r.status).toBe(429);
+        expect(r.headers['content-type']).toContain('text/html');
+        expect(r.headers['retry-after']).toBeDefined();
+        expect(r.text).toContain('too many failed logins');
+        expect(r.text).not.toMatch(/\n\s+at /);
+      }
+      expect(Math.max(...times.slice(0, 3))).toBeLessThan(120);
+      expect(times[3]).toBeGreaterThanOrEqual(140);
+      expect(times[5]).toBeGreaterThanOrEqual(550);
+      // One count per address: the API refuses a bad bearer token from it now too.
+      const api = await request(s.url, 'GET', '/api/v1/whoami', { token: 'dtr_wrong-api-guess-00000000000' });
+      expect(api.status).toBe(429);
+      // A valid token still logs in (and the cookie it sets works).
+      const ok = await login(BOOTSTRAP);
+      expect(ok.status).toBe(303);
+      expect(ok.headers.location).toBe('/');
+      const cookie = String(ok.headers['set-cookie']?.[0] ?? '').split(';')[0] ?? '';
+      expect(cookie).toMatch(/^dt_token=/);
+      expect((await request(s.url, 'GET', '/', { headers: { cookie } })).status).toBe(200);
+      const m = await request(s.url, 'GET', '/metrics', { token: BOOTSTRAP });
+      expect(m.text).toMatch(/deploy_tool_registry_auth_failures_total\{reason="unknown"\} ([6-9]|\d\d)/);
     } finally {
       await s.close();
     }
