@@ -104,6 +104,16 @@ function rawSizeField(block: Buffer): number {
   return /^[0-7]+$/.test(text) ? parseInt(text, 8) : -1;
 }
 
+/** Names the entry when stray trailing data is a whole ustar header (a tar entry the index omits). */
+function strayHeader(chunk: Buffer, i: number, at: number): string {
+  if (at % 512 !== 0 || chunk.length - i < 512) return '';
+  const block = chunk.subarray(i, i + 512);
+  if (block.toString('latin1', 257, 262) !== 'ustar') return '';
+  const end = block.indexOf(0);
+  const name = block.toString('utf8', 0, end >= 0 && end < 100 ? end : 100);
+  return `: a tar header for ${JSON.stringify(name)} that the index does not list`;
+}
+
 type State =
   | { kind: 'header' }
   | { kind: 'pax'; remaining: number; padded: number }
@@ -167,7 +177,7 @@ export class TarChecker {
           if (chunk[i] !== 0) {
             throw new TarFormatError(
               st.kind === 'trailer'
-                ? `unexpected data after the last indexed entry at tar offset ${this.pos + (i - off)}`
+                ? `unexpected data after the last indexed entry at tar offset ${this.pos + (i - off)}${strayHeader(chunk, i, this.pos + (i - off))}`
                 : `non-zero padding at tar offset ${this.pos + (i - off)}`,
             );
           }

@@ -32,7 +32,7 @@ export const frameSchema = z.object({
 export type Frame = z.infer<typeof frameSchema>;
 
 const entryBase = {
-  path: z.string().min(1).max(LIMITS.maxPathBytes),
+  path: z.string().min(1).max(LIMITS.maxPathBytes, `is longer than ${LIMITS.maxPathBytes} characters`),
   mode,
   /** Offset in the uncompressed tar stream of the entry's first header block (PAX header if any). */
   header: uint,
@@ -216,6 +216,7 @@ export function parseComponentManifest(raw: unknown, where: string): ComponentMa
   // Entries are in stream order, non-overlapping, inside the tar, with unique paths.
   const seen = new Map<string, string>();
   const dirs = new Set<string>();
+  const kinds = new Map<string, Entry['type']>();
   let next = 0;
   let files = 0;
   let directories = 0;
@@ -229,7 +230,17 @@ export function parseComponentManifest(raw: unknown, where: string): ComponentMa
     if (prev !== undefined) fail(where, `entries "${prev}" and "${e.path}" name the same file`);
     seen.set(key, e.path);
     const parent = e.path.includes('/') ? e.path.slice(0, e.path.lastIndexOf('/')) : '';
-    if (parent && !dirs.has(parent)) fail(where, `entry "${e.path}" comes before its folder "${parent}"`);
+    if (parent && !dirs.has(parent)) {
+      const kind = kinds.get(parent);
+      if (kind === 'symlink')
+        fail(
+          where,
+          `entry "${e.path}" lies below the symlink "${parent}" (a path through a symlink can leave the folder)`,
+        );
+      if (kind === 'file') fail(where, `entry "${e.path}" lies below the file "${parent}"`);
+      fail(where, `entry "${e.path}" comes before its folder "${parent}"`);
+    }
+    kinds.set(e.path, e.type);
     if (e.header < next) fail(where, `entry "${e.path}" overlaps the previous entry`);
     if (e.header % 512 !== 0) fail(where, `entry "${e.path}" header is not block aligned`);
     if (e.type === 'file') {

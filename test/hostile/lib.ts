@@ -260,12 +260,15 @@ export async function makeArena(base: string, extra: Partial<DeployOptions> = {}
   return arena;
 }
 
-/** Runs `fn` (a deploy), expects a DeployToolError with `code`, then checks the arena is untouched. */
+/**
+ * Runs `fn` (a deploy), expects a DeployToolError with exactly `code` and a message matching
+ * `message` (which should name the offending path, field or key), then checks the arena is untouched.
+ */
 export async function expectRefused(
   a: Arena,
-  code: string | RegExp,
+  code: string,
   fn: () => Promise<unknown>,
-  message?: RegExp,
+  message: RegExp,
 ): Promise<void> {
   let caught: unknown;
   try {
@@ -275,9 +278,8 @@ export async function expectRefused(
   }
   expect(caught, 'the deploy should have been refused').toBeDefined();
   if (!isDeployToolError(caught)) throw caught;
-  if (typeof code === 'string') expect(caught.code, caught.message).toBe(code);
-  else expect(caught.code, caught.message).toMatch(code);
-  if (message) expect(caught.message).toMatch(message);
+  expect(caught.code, caught.message).toBe(code);
+  expect(caught.message).toMatch(message);
   await expectIntact(a);
 }
 

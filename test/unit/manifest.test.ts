@@ -153,7 +153,7 @@ describe('parseComponentManifest', () => {
     const m = clone(manifestFor({ l: { symlink: 'elsewhere' }, 'm.txt': 'x' }));
     const f = m.files.find((e) => e.path === 'm.txt')!;
     f.path = 'l/m.txt';
-    expect(invalid(m)).toMatch(/comes before its folder "l"/);
+    expect(invalid(m)).toMatch(/entry "l\/m.txt" lies below the symlink "l"/);
   });
 
   it.each([
