@@ -5,7 +5,7 @@
  * incremental transfers, mirrors, and failures (credentials, bucket, endpoint, corruption,
  * gateway killed mid-transfer).
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, readFile, readlink, readdir, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,10 +59,10 @@ async function compressedSize(type: string, version: string, path: string): Prom
   const m = JSON.parse(
     await readFile(join(project, 'deployment', 'manifests', `${type}-${version}.manifest.json`), 'utf8'),
   );
-  const f = m.files.find((x: any) => x.path === path);
-  return m.frames
-    .filter((fr: any) => fr.tarOffset >= f.offset && fr.tarOffset + fr.tarSize <= f.offset + f.size)
-    .reduce((s: number, fr: any) => s + fr.size, 0);
+  const f = (m.files as { path: string; offset: number; size: number }[]).find((x) => x.path === path)!;
+  return (m.frames as { tarOffset: number; tarSize: number; size: number }[])
+    .filter((fr) => fr.tarOffset >= f.offset && fr.tarOffset + fr.tarSize <= f.offset + f.size)
+    .reduce((s, fr) => s + fr.size, 0);
 }
 
 const s3Flags = (store: S3Store): string[] => [
@@ -223,7 +223,10 @@ describe('publish and deploy with --method s3 (radosgw)', { timeout: 180_000 }, 
       empty,
       '--dry-run',
     ]);
-    const archives = plan.components.reduce((s: number, c: any) => s + c.archiveBytes, 0);
+    const archives = plan.components.reduce(
+      (s: number, c: { archiveBytes: number }) => s + c.archiveBytes,
+      0,
+    );
     expect(plan.transfer).toMatchObject({
       bytesToDownload: archives,
       bytesDownloaded: 0,
@@ -246,7 +249,7 @@ describe('publish and deploy with --method s3 (radosgw)', { timeout: 180_000 }, 
       '--cache-dir',
       cache,
     ]);
-    const archives = d.components.reduce((s: number, c: any) => s + c.archiveBytes, 0);
+    const archives = d.components.reduce((s: number, c: { archiveBytes: number }) => s + c.archiveBytes, 0);
     expect(d.transfer).toEqual({
       bytesDownloaded: 0,
       bytesToDownload: 0,
@@ -505,7 +508,8 @@ describe('failures against radosgw', { timeout: 180_000 }, () => {
       expect(good.json.transfer.servedBy['config:1.0.0']).toEqual(['main']);
       // Every archive byte once, plus the rejected copy of the corrupted chunk (received, refused).
       expect(good.json.transfer.bytesDownloaded).toBe(
-        good.json.components.reduce((s: number, c: any) => s + c.archiveBytes, 0) + victim.size,
+        good.json.components.reduce((s: number, c: { archiveBytes: number }) => s + c.archiveBytes, 0) +
+          victim.size,
       );
       expect((await readFile(join(target, 'model', 'w1.bin'))).equals(W[1]!)).toBe(true);
     } finally {
@@ -726,6 +730,63 @@ describe('mirror fallback to a filesystem path', { timeout: 180_000 }, () => {
   });
 });
 
+describe('mirror fallback for encrypted archives (chunks without frames)', { timeout: 180_000 }, () => {
+  it('a chunk whose sha256 is wrong as a whole is fetched again from the mirror', async () => {
+    const dir = await makeProject();
+    execFileSync('age-keygen', ['-o', join(dir, 'id.txt')], { stdio: 'pipe' });
+    const recipient = execFileSync('age-keygen', ['-y', join(dir, 'id.txt')], { encoding: 'utf8' }).trim();
+    const packed = await runCli(
+      ['pack', './models', '--type', 'model', '--version', '1.0.0', '--encrypt', '--recipient', recipient],
+      { cwd: dir },
+    );
+    expect(packed.code, packed.stderr).toBe(0);
+    const primary = await makeS3Store(ceph, 'encp');
+    const mirror = await makeS3Store(ceph, 'encm');
+    for (const st of [primary, mirror])
+      await ok(['publish', '--component', 'model:1.0.0', '--release-version', 'e1', ...s3Flags(st)], dir);
+    // The ciphertext is one chunk without frames: only its whole sha256 can catch this.
+    const blobs = await primary.list('blobs/');
+    expect(blobs).toHaveLength(1);
+    const bytes = (await primary.get(blobs[0]!.key))!;
+    bytes[Math.floor(bytes.length / 3)]! ^= 0x01;
+    await primary.put(blobs[0]!.key, bytes);
+
+    const deployArgs = (target: string, extra: string[]): string[] => [
+      'deploy',
+      '--release',
+      'e1',
+      '--target',
+      target,
+      '--identity',
+      'id.txt',
+      ...extra,
+    ];
+    const alone = await runJson<any>(
+      deployArgs(join(await tempDir('t-'), 't'), [...s3Flags(primary), '--cache-dir', await tempDir('c-')]),
+      { cwd: dir, env },
+    );
+    expect(alone.code).toBe(1);
+    expect(alone.json.error.code).toBe('ERR_ARCHIVE_CORRUPT');
+    expect(alone.json.error.message).toContain(blobs[0]!.key);
+
+    const yaml = await readFile(join(dir, '.deploy-tool.yaml'), 'utf8');
+    await writeTree(dir, {
+      '.deploy-tool.yaml': `${yaml}stores:\n  main:\n    type: s3\n    bucket: ${primary.bucket}\n    endpoint: ${ceph.endpoint}\n    mirrors: [backup]\n  backup:\n    type: s3\n    bucket: ${mirror.bucket}\n    endpoint: ${ceph.endpoint}\n`,
+    });
+    const target = join(await tempDir('t-'), 't');
+    const good = await runJson<any>(
+      deployArgs(target, ['--store', 'main', '--cache-dir', await tempDir('c-')]),
+      { cwd: dir, env },
+    );
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stderr).toMatch(/chunk sha256 is [0-9a-f]{64}, expected [0-9a-f]{64}; trying mirror backup/);
+    expect(good.json.transfer.servedBy).toEqual({ 'model:1.0.0': ['backup'] });
+    // The rejected copy and the good one.
+    expect(good.json.transfer.bytesDownloaded).toBe(2 * blobs[0]!.size);
+    expect((await readFile(join(target, 'model', 'weights.bin'))).length).toBe(3 * 1024 * 1024 + 123);
+  });
+});
+
 describe('cache.max_size evicts least recently used chunks during deploy', { timeout: 180_000 }, () => {
   it('oldest-used chunk goes first; cache commands find cache.dir from a subfolder', async () => {
     const store = await makeS3Store(ceph, 'lru');
@@ -762,7 +823,7 @@ describe('cache.max_size evicts least recently used chunks during deploy', { tim
       const d = await ok(['deploy', '--release', 'c1', '--target', t, ...s3Flags(store)]);
       expect(d.transfer.bytesDownloaded).toBeGreaterThan(0);
       const l2 = await ok(['cache', 'list'], sub);
-      const left = new Set(l2.entries.map((e: any) => e.sha256));
+      const left = new Set(l2.entries.map((e: { sha256: string }) => e.sha256));
       expect(left.has(weights[0].sha256)).toBe(false);
       expect(left.has(weights[1].sha256)).toBe(true);
       expect(left.has(weights[2].sha256)).toBe(true);

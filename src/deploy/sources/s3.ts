@@ -298,6 +298,8 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     const st = await stat(part).catch(() => undefined);
     const reuse = done.size > 0 && st?.size === c.size;
     const fh = await open(part, reuse ? 'r+' : 'w+');
+    // Stores that served ranges of this chunk: they count once the whole chunk is verified.
+    const servers = new Set<string>();
     try {
       if (!reuse) await fh.truncate(c.size);
       if (done.size) o.onLog?.(`${id}: resuming ${key} (${done.size}/${ranges.length} ranges already here)`);
@@ -332,7 +334,7 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
                   from,
                 );
                 if (!hit) throw new Error('internal: no answer');
-                servedBy(t, hit.from.name);
+                servers.add(hit.from.name);
                 await fh.write(hit.value, 0, hit.value.length, r.offset);
                 t.requests++;
                 done.add(i);
@@ -356,6 +358,7 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       };
     }
     await cache.commit(c.sha256);
+    for (const name of servers) servedBy(t, name);
     return { ok: true };
   };
 
