@@ -52,6 +52,13 @@ export type SignatureInfo =
   | { status: 'signed'; keyId: string; verified: boolean; trustedComment: string }
   | { status: 'invalid'; keyId: string | null; reason: string };
 
+/** One line for people: "signed by key K (verified by the registry)", "not signed", ... */
+export function describeSignature(s: SignatureInfo | undefined): string {
+  if (!s || s.status === 'unsigned') return 'not signed';
+  if (s.status === 'invalid') return `INVALID${s.keyId ? ` (key ${s.keyId})` : ''}: ${s.reason}`;
+  return `signed by key ${s.keyId} (${s.verified ? 'verified by the registry' : 'not checked by the registry: it does not trust this key'})`;
+}
+
 export interface SignatureUploadResult {
   status: 'created' | 'unchanged';
   keyId: string;

@@ -141,6 +141,15 @@ describe('signed releases through a real serve', () => {
     expect(verifySignature(text, sig.text, [await loadPublicKey(pub, keysDir)], 'release.json').keyId).toBe(
       r.signedBy,
     );
+    // `deploy-tool info` says so too.
+    const home = await tempDir('home-');
+    const info2 = await runCli(['info', `${NS}/model:1.0.0`, '--registry', url], {
+      cwd: home,
+      env: { DEPLOY_TOOL_TOKEN: reader, DEPLOY_TOOL_CREDENTIALS: join(home, 'credentials.json') },
+    });
+    expect(info2.code).toBe(0);
+    expect(info2.stdout).toContain(`signature  signed by key ${r.signedBy} (verified by the registry)`);
+    expect(info2.stdout).toContain('encryption none');
     // Publishing again with the same key changes nothing (signatures are immutable, not duplicated).
     const again = await publishToRegistry({
       cwd: project,

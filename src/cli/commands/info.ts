@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { DeployToolError } from '../../core/errors.js';
 import { parseComponentRef } from '../../core/validate.js';
 import { clientFromFlags, type RegistryFlags } from '../../registry/cli-helpers.js';
+import { describeSignature } from '../../registry/client.js';
 import { action } from '../context.js';
 import { formatBytes } from '../ui.js';
 
@@ -62,7 +63,13 @@ export function registerInfo(program: Command): void {
             ['archive', `${c.archive.name} (${formatBytes(c.archive.size)}, ${c.archive.compression})`],
             ['sha256', c.archive.sha256],
             ['manifest', c.manifestSha256],
-            ['signature', c.signature?.status ?? 'unsigned'],
+            ['signature', describeSignature(c.signature)],
+            [
+              'encryption',
+              c.encryption
+                ? `age (${c.encryption.passphrase ? 'passphrase' : c.encryption.recipients.join(', ')})`
+                : 'none',
+            ],
             ['downloads', String(c.downloads ?? 0)],
             ['releases', c.releases?.join(', ') || '-'],
             ['published', `${c.createdAt} by ${c.publishedBy}`],
