@@ -96,9 +96,10 @@ interface Range {
 
 /**
  * The range requests of a chunk: whole frames merged into ranges of about `target` bytes. The
- * chunk is split into n = round(size / target) near-equal parts (at least 1), so that ranges stay
- * between target/2 and 1.5 x target (plus one frame), and never above RANGE_MAX unless one frame
- * is larger. A chunk without frames (encrypted) is cut into n equal slices.
+ * chunk is split into n = round(size / target) near-equal parts (at least 1), each cut at the
+ * frame boundary nearest to its share, and a short last range joins the one before: ranges stay
+ * within 8-64 MiB (RANGE_MIN-RANGE_MAX) unless the chunk itself is smaller or one frame larger.
+ * A chunk without frames (encrypted) is cut into n equal slices.
  */
 export function planRanges(
   frames: readonly { offset: number; size: number }[],
@@ -118,7 +119,8 @@ export function planRanges(
   for (let i = first; i < first + count; i++) {
     const f = frames[i];
     if (!f) break;
-    if (cur && cur.size < goal && cur.size + f.size <= RANGE_MAX) {
+    // Cut at the frame boundary nearest to the goal.
+    if (cur && cur.size + f.size / 2 <= goal && cur.size + f.size <= RANGE_MAX) {
       cur.size += f.size;
       cur.frames.push(i);
     } else {
@@ -126,7 +128,14 @@ export function planRanges(
       cur = { offset: f.offset - c.offset, size: f.size, frames: [i] };
     }
   }
-  if (cur) out.push(cur);
+  if (cur) {
+    // A short tail joins the range before it (when that stays within RANGE_MAX).
+    const prev = out[out.length - 1];
+    if (prev && cur.size < RANGE_MIN && prev.size + cur.size <= RANGE_MAX) {
+      prev.size += cur.size;
+      prev.frames.push(...cur.frames);
+    } else out.push(cur);
+  }
   return out;
 }
 
