@@ -3,10 +3,13 @@
  * Property-based tests (fast-check): whatever the input, the manifest, release and config parsers
  * either accept it or refuse it with a DeployToolError (never another exception), and a randomly
  * mutated archive is either read correctly or refused with a DeployToolError, writing nothing
- * outside its extraction folder.
+ * outside its extraction folder. Then the same mutations (with the manifest re-hashed to match)
+ * through the real deploy engine on a target holding a good release: a correct deploy of exactly
+ * what the manifest lists, or a refusal with a specific code that leaves everything as it was.
  */
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createExtractSink } from '../../src/archive/extract.js';
@@ -18,8 +21,20 @@ import { parseComponentManifest, parseComponentManifestText } from '../../src/ma
 import { parseReleaseManifest, parseReleaseManifestText } from '../../src/manifest/release.js';
 import { parseSignature } from '../../src/trust/signature.js';
 import { parsePublicKey } from '../../src/trust/keys.js';
+import { deploy } from '../../src/ops/deploy.js';
+import { verify } from '../../src/ops/verify.js';
 import { cleanupTempDirs, tempDir } from '../helpers/cli.js';
-import { craft, type Crafted } from './lib.js';
+import {
+  craft,
+  expectIntact,
+  makeArena,
+  outsideOf,
+  sha,
+  tree,
+  writeRelease,
+  type Arena,
+  type Crafted,
+} from './lib.js';
 
 afterAll(cleanupTempDirs);
 
@@ -259,5 +274,157 @@ describe('mutated archives: read correctly or refused, never written outside', (
         { numRuns: 120 },
       );
     });
+  }
+});
+
+describe('mutated archives through the real deploy engine (manifest re-hashed to match)', () => {
+  let a: Arena;
+  let n = 0;
+  beforeAll(async () => {
+    a = await makeArena(await tempDir('fuzz-deploy-'));
+  });
+
+  /** Codes a refusal may carry: each names a specific problem with the input. */
+  const REFUSALS = new Set([
+    'ERR_MANIFEST_INVALID',
+    'ERR_INDEX_MISMATCH',
+    'ERR_ARCHIVE_CORRUPT',
+    'ERR_ARCHIVE_UNSAFE',
+  ]);
+
+  const mutation = fc.oneof(
+    fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }),
+    fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
+    fc.record({
+      kind: fc.constant('insert' as const),
+      at: fc.nat(),
+      bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }),
+    }),
+    fc.record({
+      kind: fc.constant('overwrite' as const),
+      at: fc.nat(),
+      bytes: fc.uint8Array({ minLength: 1, maxLength: 64 }),
+    }),
+  );
+  const apply = (b: Buffer, m: any): Buffer => {
+    const at = m.at % b.length;
+    if (m.kind === 'flip') {
+      const c = Buffer.from(b);
+      c[at]! ^= 1 << m.bit;
+      return c;
+    }
+    if (m.kind === 'truncate') return b.subarray(0, at);
+    if (m.kind === 'insert') return Buffer.concat([b.subarray(0, at), Buffer.from(m.bytes), b.subarray(at)]);
+    const c = Buffer.from(b);
+    Buffer.from(m.bytes).copy(c, at);
+    return c;
+  };
+
+  /**
+   * The manifest of mutated bytes, re-hashed so that the archive, frame and file digests match:
+   * what is left to catch the damage is the structure (tar headers, index, paths, sizes).
+   */
+  const rehash = (c: Crafted, bytes: Buffer): any => {
+    const m = structuredClone(c.manifest);
+    m.version = `9.9.${++n}`;
+    m.archive.name = m.archive.name.replace('1.0.0', m.version);
+    m.archive.size = bytes.length;
+    m.archive.sha256 = sha(bytes);
+    m.frames[0].size = bytes.length;
+    m.frames[0].sha256 = sha(bytes);
+    let tar: Buffer | undefined;
+    try {
+      tar = m.archive.compression === 'gzip' ? gunzipSync(bytes) : bytes;
+    } catch {
+      tar = undefined;
+    }
+    if (tar) {
+      m.archive.tarSha256 = sha(tar);
+      for (const f of m.files)
+        if (f.type === 'file' && f.offset + f.size <= tar.length)
+          f.sha256 = sha(tar.subarray(f.offset, f.offset + f.size));
+    }
+    return m;
+  };
+
+  /** The deployed component is exactly what its manifest lists. */
+  const expectDeployedAsListed = async (m: any): Promise<void> => {
+    const root = join(a.target, 'model');
+    const listed: string[] = [];
+    for (const e of m.files) {
+      const p = join(root, ...e.path.split('/'));
+      const st = await lstat(p);
+      if (e.type === 'file') {
+        expect(st.isFile(), e.path).toBe(true);
+        expect(sha(await readFile(p)), e.path).toBe(e.sha256);
+        listed.push(`${e.path} ${e.size}`);
+      } else if (e.type === 'directory') {
+        expect(st.isDirectory(), e.path).toBe(true);
+        listed.push(`${e.path}/`);
+      } else {
+        expect(await readlink(p), e.path).toBe(e.target);
+        listed.push(`${e.path} -> ${e.target}`);
+      }
+    }
+    expect(await tree(root)).toEqual(listed.sort());
+  };
+
+  for (const [label, getCrafted] of [
+    ['uncompressed', () => good],
+    ['gzip', () => goodGz],
+  ] as const) {
+    it(`${label}: a correct deploy or a specific refusal, the good release intact`, async () => {
+      const seen = { deployed: 0, refused: 0 };
+      await fc.assert(
+        fc.asyncProperty(fc.array(mutation, { minLength: 1, maxLength: 3 }), async (muts) => {
+          const c = getCrafted();
+          const bytes = muts.reduce((b, m) => apply(b, m), c.archive);
+          const manifest = rehash(c, bytes);
+          const comp: Crafted = {
+            manifest,
+            manifestText: `${JSON.stringify(manifest, null, 2)}\n`,
+            archive: bytes,
+            tar: bytes,
+          };
+          const release = `fz-${n}`;
+          await writeRelease(a.releases, release, [comp]);
+          let caught: unknown;
+          try {
+            await deploy({ cwd: a.base, release, target: a.target, releasesDir: a.releases, keep: 2 });
+          } catch (err) {
+            caught = err;
+          }
+          if (caught !== undefined) {
+            if (!isDeployToolError(caught)) throw caught;
+            expect(REFUSALS.has(caught.code), `${caught.code}: ${caught.message}`).toBe(true);
+            expect(caught.message.length).toBeGreaterThan(10);
+            await expectIntact(a);
+            seen.refused++;
+            return;
+          }
+          // Accepted: the bytes still formed a valid archive of exactly what the manifest lists.
+          expect(await readlink(join(a.target, 'current'))).toBe(`releases/${release}`);
+          await expectDeployedAsListed(manifest);
+          const v = await verify({ cwd: a.base, target: a.target });
+          expect(v.ok, JSON.stringify(v.problems)).toBe(true);
+          // Nothing beside the target changed; back to the good release for the next run.
+          expect(await outsideOf(a)).toEqual(a.before.outside);
+          await deploy({ cwd: a.base, release: 'good', target: a.target, releasesDir: a.releases, keep: 2 });
+          a.before = { target: await tree(a.target), outside: await outsideOf(a) };
+          seen.deployed++;
+        }),
+        {
+          numRuns: 40,
+          // Besides the random runs, one of each outcome: a byte of weights.bin's data changed (its
+          // sha256 re-hashed: a valid archive of other content) and a byte of the first header.
+          examples: [
+            [[{ kind: 'overwrite', at: 512 + 1000, bytes: new Uint8Array([1, 2, 3]) }]],
+            [[{ kind: 'flip', at: 0, bit: 0 }]],
+          ],
+        },
+      );
+      if (label === 'uncompressed') expect(seen.deployed).toBeGreaterThan(0);
+      expect(seen.refused).toBeGreaterThan(0);
+    }, 120_000);
   }
 });

@@ -238,7 +238,8 @@ export interface Arena {
   before: { target: string[]; outside: string[] };
 }
 
-const outsideOf = async (a: { base: string }): Promise<string[]> =>
+/** Every path under the arena's folder except the target, the published releases and the keys. */
+export const outsideOf = async (a: { base: string }): Promise<string[]> =>
   (await tree(a.base)).filter(
     (p) => !p.startsWith('target/') && !p.startsWith('releases/') && !p.startsWith('keys/'),
   );
