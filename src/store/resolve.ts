@@ -41,9 +41,12 @@ export const REMOTE_METHODS = ['s3', 'bos', 'registry'] as const;
 
 /** `--registry URL` alone (or with the default `--method filesystem`) means the registry method. */
 export function effectiveMethod(flags: StoreFlags): string | undefined {
-  if (flags.registry !== undefined && (flags.method === undefined || flags.method === 'filesystem'))
+  if (flags.registry === undefined) return flags.method;
+  if (flags.method === undefined || flags.method === 'filesystem' || flags.method === 'registry')
     return 'registry';
-  return flags.method;
+  throw new DeployToolError('ERR_USAGE', `--registry does not go with --method ${flags.method}`, {
+    hint: 'Use --method registry --registry URL, or drop --registry.',
+  });
 }
 
 /** True when the flags ask for a store (bucket or registry) rather than the filesystem method. */

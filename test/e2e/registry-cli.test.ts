@@ -369,6 +369,32 @@ stores:
       const weights = await readFile(join(project, 'models', 'weights.bin'));
       expect((await readFile(join(t1, 'model', 'weights.bin'))).equals(weights)).toBe(true);
 
+      // Publishing to the named registry store: the release is already there, nothing is sent.
+      const same = await runJson<{ status: string; method: string; store: { bytesUploaded: number } }>(
+        [
+          'publish',
+          '--component',
+          'model:1.1.0',
+          '--component',
+          'config:1.0.0',
+          '--release-version',
+          '2024.02.01',
+          '--store',
+          'reg',
+        ],
+        { cwd: project, env: { ...cenv, DEPLOY_TOOL_TOKEN: publisher } },
+      );
+      expect(same.code).toBe(0);
+      expect(same.json.method).toBe('registry');
+      expect(same.json.status).toBe('unchanged');
+      expect(same.json.store.bytesUploaded).toBe(0);
+      const conflict = await runCli(
+        ['publish', '--component', 'model:1.1.0', '--method', 's3', '--registry', url],
+        { cwd: project, env: cenv },
+      );
+      expect(conflict.code).toBe(2);
+      expect(conflict.stderr).toContain('--registry does not go with --method s3');
+
       // The registry as a mirror: the filesystem store has nothing, the registry serves it all.
       const t2 = join(await tempDir('target-'), 'app');
       const b = await runCli(
