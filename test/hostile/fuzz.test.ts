@@ -395,7 +395,7 @@ describe('mutated archives through the real deploy engine (manifest re-hashed to
             caught = err;
           }
           if (caught !== undefined) {
-            if (!isDeployToolError(caught)) throw caught;
+            if (!isDeployToolError(caught)) throw caught as Error;
             expect(REFUSALS.has(caught.code), `${caught.code}: ${caught.message}`).toBe(true);
             expect(caught.message.length).toBeGreaterThan(10);
             await expectIntact(a);
