@@ -67,21 +67,18 @@ export function createRegistryLayoutStore(o: RegistryLayoutStoreOptions): Regist
         type?: string;
         version?: string;
         archive?: { sha256?: string; name?: string; size?: number };
+        encryption?: { sha256?: string; name?: string; size?: number };
         frames?: { offset: number; size: number }[];
       };
-      const size = m.archive?.size;
-      if (!m.type || !m.version || !m.archive?.sha256 || !m.archive.name || typeof size !== 'number') return;
+      // The stored archive: the ciphertext when encrypted (its frames describe the plaintext).
+      const a = m.encryption ?? m.archive;
+      const size = a?.size;
+      if (!m.type || !m.version || !a?.sha256 || !a.name || typeof size !== 'number') return;
       // Frames that tile the whole archive let each range be checked frame by frame as it lands.
       let end = 0;
       for (const f of m.frames ?? []) end = f.offset === end ? end + f.size : -1;
-      const frames = m.frames?.length && end === size ? m.frames.length : null;
-      archives.set(m.archive.sha256, {
-        type: m.type,
-        version: m.version,
-        name: m.archive.name,
-        size,
-        frames,
-      });
+      const frames = !m.encryption && m.frames?.length && end === size ? m.frames.length : null;
+      archives.set(a.sha256, { type: m.type, version: m.version, name: a.name, size, frames });
     } catch {
       // not JSON: the source's parser reports it
     }
