@@ -4,7 +4,7 @@
  * + `HEX.part.json`, for resume). Everything counts toward the size cap; past it, the least
  * recently used files are evicted (use = mtime, touched on every hit), except partial downloads
  * written to in the last PARTIAL_GRACE_MS (another deploy may be filling them).
- * Default folder: $DEPLOY_TOOL_CACHE_DIR, else $XDG_CACHE_HOME/deploy-tool (~/.cache/...).
+ * Folder: see openConfiguredCache.
  */
 import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -54,18 +54,24 @@ export interface ConfiguredCacheOptions {
 }
 
 /**
- * The cache a command uses: --cache-dir (relative to cwd), else cache.dir of .deploy-tool.yaml
- * (relative to the project root), else the default; cap from cache.max_size. `deploy` and the
- * `cache` commands both open it here, so they always agree on the folder.
+ * The cache a command uses: --cache-dir (relative to cwd), else $DEPLOY_TOOL_CACHE_DIR, else
+ * cache.dir of .deploy-tool.yaml (relative to the project root), else $XDG_CACHE_HOME/deploy-tool
+ * (~/.cache/deploy-tool); cap from cache.max_size. `deploy` and the `cache` commands both open it
+ * here, so they always agree on the folder.
  */
-export function openConfiguredCache(o: ConfiguredCacheOptions): DownloadCache {
+export function openConfiguredCache(
+  o: ConfiguredCacheOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): DownloadCache {
   const cfg = o.config?.cache;
   return openCache({
     dir: o.cacheDir
       ? resolve(o.cwd, o.cacheDir)
-      : cfg?.dir
-        ? resolve(o.projectRoot ?? o.cwd, cfg.dir)
-        : undefined,
+      : env.DEPLOY_TOOL_CACHE_DIR
+        ? resolve(o.cwd, env.DEPLOY_TOOL_CACHE_DIR)
+        : cfg?.dir
+          ? resolve(o.projectRoot ?? o.cwd, cfg.dir)
+          : defaultCacheDir(env),
     maxBytes: cfg?.max_size !== undefined ? parseSize(cfg.max_size, 'cache.max_size') : undefined,
   });
 }

@@ -15,7 +15,10 @@ export function registerCache(program: Command): void {
   cache
     .command('list')
     .description('list cached chunks, most recently used first')
-    .option('--cache-dir <dir>', 'cache folder (default: cache.dir, else $XDG_CACHE_HOME/deploy-tool)')
+    .option(
+      '--cache-dir <dir>',
+      'cache folder (default: $DEPLOY_TOOL_CACHE_DIR, else cache.dir, else $XDG_CACHE_HOME/deploy-tool)',
+    )
     .action(
       action<CacheFlags>(async (opts, ui, common) => {
         const r = await cacheList({ ...common, cacheDir: opts.cacheDir });
@@ -23,14 +26,17 @@ export function registerCache(program: Command): void {
         ui.info(
           `${r.dir}: ${r.entries.length} chunks, ${formatBytes(r.totalBytes)} of ${formatBytes(r.maxBytes)}`,
         );
-        if (r.partialBytes) ui.info(`  partial downloads: ${formatBytes(r.partialBytes)}`);
+        ui.info(
+          `  chunks: ${formatBytes(r.chunkBytes)}; recipes: ${r.recipes} (${formatBytes(r.recipeBytes)})`,
+        );
+        if (r.partials) ui.info(`  partial downloads: ${r.partials} (${formatBytes(r.partialBytes)})`);
         for (const e of r.entries)
           ui.info(`  ${e.sha256.slice(0, 16)}  ${formatBytes(e.size).padStart(10)}  ${e.lastUsed}`);
       }),
     );
   cache
     .command('prune')
-    .description('evict least recently used chunks down to the size cap')
+    .description('evict least recently used chunks, recipes and stale partial downloads down to the size cap')
     .option('--cache-dir <dir>', 'cache folder')
     .option('--max-size <size>', 'target size (default: cache.max_size, else 10GB), e.g. 2GB')
     .action(
@@ -38,7 +44,7 @@ export function registerCache(program: Command): void {
         const r = await cachePrune({ ...common, cacheDir: opts.cacheDir, maxSize: opts.maxSize });
         ui.json({ ok: true, ...r });
         ui.success(
-          `Removed ${r.removed} chunks (${formatBytes(r.freedBytes)}); ${formatBytes(r.totalBytes)} left in ${r.dir}`,
+          `Removed ${r.removed} files (${formatBytes(r.freedBytes)}); ${formatBytes(r.totalBytes)} left in ${r.dir}`,
         );
       }),
     );
@@ -50,7 +56,7 @@ export function registerCache(program: Command): void {
       action<CacheFlags>(async (opts, ui, common) => {
         const r = await cacheClear({ ...common, cacheDir: opts.cacheDir });
         ui.json({ ok: true, ...r });
-        ui.success(`Cleared ${r.dir}: ${r.removed} chunks, ${formatBytes(r.freedBytes)}`);
+        ui.success(`Cleared ${r.dir}: ${r.removed} files, ${formatBytes(r.freedBytes)}`);
       }),
     );
 }
