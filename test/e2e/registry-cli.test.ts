@@ -4,7 +4,7 @@
  * publishing through the registry client, `search`, `info`, a deploy through the registry
  * ReleaseSource (verified, range reads), `stats`, `audit`, and the registry Store driver.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -328,6 +328,73 @@ describe('registry CLI', () => {
     expect(missing.code).toBe(2); // a usage error
     expect(missing.stderr).toContain('ERR_USAGE');
     expect(missing.stderr).toContain('--namespace');
+  });
+
+  it('an encrypted component through --method registry: stored as ciphertext, deployed with --identity', async () => {
+    execFileSync('age-keygen', ['-o', join(project, 'id.txt')], { stdio: 'pipe' });
+    const recipient = execFileSync('age-keygen', ['-y', join(project, 'id.txt')], {
+      encoding: 'utf8',
+    }).trim();
+    const packed = await runCli(
+      [
+        'pack',
+        './runtime',
+        '--auto',
+        '--type',
+        'runtime',
+        '--version',
+        '1.0.0',
+        '--encrypt',
+        '--recipient',
+        recipient,
+      ],
+      { cwd: project },
+    );
+    expect(packed.code).toBe(0);
+    const penv = { ...env, DEPLOY_TOOL_TOKEN: publisher };
+    const pub = await runCli(
+      [
+        'publish',
+        '--component',
+        'runtime:1.0.0',
+        '--release-version',
+        '2024.03.01',
+        '--method',
+        'registry',
+        '--registry',
+        url,
+      ],
+      { cwd: project, env: penv },
+    );
+    expect(pub.stderr).toBe('');
+    expect(pub.code).toBe(0);
+    const cipher = await readFile(join(project, 'dist', 'runtime-1.0.0.tar.zst.age'));
+    expect(cipher.includes(Buffer.from('numpy'))).toBe(false);
+    const target = join(await tempDir('target-'), 'app');
+    const flags = [
+      '--method',
+      'registry',
+      '--registry',
+      url,
+      '--namespace',
+      'test-project',
+      '--release',
+      '2024.03.01',
+    ];
+    const cache = await tempDir('cache-');
+    const none = await runCli(['deploy', ...flags, '--target', target, '--cache-dir', cache], {
+      cwd: await tempDir('elsewhere-'),
+      env,
+    });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('ERR_DECRYPT_NO_KEY');
+    const d = await runCli(
+      ['deploy', ...flags, '--target', target, '--cache-dir', cache, '--identity', join(project, 'id.txt')],
+      { cwd: await tempDir('elsewhere-'), env },
+    );
+    expect(d.stderr).toBe('');
+    expect(d.code).toBe(0);
+    expect(await readFile(join(target, 'runtime', 'requirements.txt'), 'utf8')).toBe('numpy==1.26.0\n');
   });
 
   it('stores: of type registry with --store, a registry mirror of a store, and a mirror of a registry', async () => {
