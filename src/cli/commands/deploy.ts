@@ -145,7 +145,9 @@ function renderDeploy(ui: Ui, r: DeployResult): void {
     const fetched = t
       ? r.dryRun
         ? `, ${formatBytes(t.bytesToDownload)} to download`
-        : `, ${formatBytes(t.bytesDownloaded)} downloaded${t.servedBy.length ? ` from ${t.servedBy.join(' + ')}` : ''}`
+        : t.bytesDownloaded === 0
+          ? `, from the ${t.servedBy.join(' + ') || 'cache'}`
+          : `, ${formatBytes(t.bytesDownloaded)} downloaded${t.servedBy.length ? ` from ${t.servedBy.join(' + ')}` : ''}`
       : '';
     return `${id} ${r.dryRun ? 'extract' : 'extracted'} ${formatBytes(c.bytes)} in ${c.files} files (archive ${formatBytes(c.archiveBytes)}${fetched})`;
   };
