@@ -47,6 +47,22 @@ async function mkdirp(dir: string): Promise<void> {
   }
 }
 
+/**
+ * TEST-ONLY hook, not a user feature: when the environment variable DEPLOY_TOOL_TEST_PAUSE_AT names
+ * `phase`, logs "test pause at PHASE" (seen with --verbose) and then waits for an hour, so that
+ * test/e2e/crash.test.ts can kill -9 the CLI exactly inside a critical window instead of at a random
+ * time. Phases: `locked` (lock just taken, before recovery), `staged` (release recorded as staged, its
+ * folder not yet renamed into releases/), `before-switch` (after pre_deploy), `switched` (current
+ * renamed, state.json not yet updated), `activated` (state saved, before post_deploy/post_rollback
+ * and the health check), `switched-back` (after an automatic switch back, before state.json records
+ * it). Unset, it costs one environment lookup.
+ */
+export async function testPause(phase: string, log?: (m: string) => void): Promise<void> {
+  if (process.env.DEPLOY_TOOL_TEST_PAUSE_AT !== phase) return;
+  log?.(`test pause at ${phase}`);
+  await new Promise((resolve) => setTimeout(resolve, 3_600_000));
+}
+
 export async function openSession(o: SessionOptions): Promise<Session> {
   const t = targetPaths(o.root);
   try {
@@ -71,7 +87,9 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     onWarning: o.onWarning,
     onLog: o.onLog,
   });
+  o.onLog?.(`lock taken: ${t.lock}`);
   try {
+    await testPause('locked', o.onLog);
     const state = await readState(t.state);
     const save = (): Promise<void> => writeState(t.state, state);
     const cleaned = await recover(t, state, o.onLog);
@@ -159,12 +177,15 @@ export async function activate(
   const pre = await run('pre_deploy', h.config?.hooks?.pre_deploy);
   if (pre && hookFailed(pre)) throw hookError(pre, `release ${release} was not switched to`);
 
+  await testPause('before-switch', h.onLog);
   const t0 = performance.now();
   await switchTo(t, release, types, h.onLog);
   h.onLog?.(`switch took ${(performance.now() - t0).toFixed(1)} ms`);
+  await testPause('switched', h.onLog);
   state.current = release;
   rec.activatedAt = new Date().toISOString();
   await s.save();
+  await testPause('activated', h.onLog);
 
   const post = await run(
     entry.action === 'rollback' ? 'post_rollback' : 'post_deploy',
@@ -185,6 +206,7 @@ export async function activate(
     if (previous && state.releases[previous]) {
       const prevRec = await readTargetRelease(t, previous);
       await switchTo(t, previous, prevRec?.components.map((c) => c.type) ?? [], h.onLog);
+      await testPause('switched-back', h.onLog);
       state.current = previous;
       back = `switched back to ${previous}`;
     } else {

@@ -31,7 +31,7 @@ import {
   targetPaths,
   type TargetPaths,
 } from '../deploy/layout.js';
-import { activate, openSession, type HookSummary } from '../deploy/session.js';
+import { activate, openSession, testPause, type HookSummary } from '../deploy/session.js';
 import type { ArchiveTransfer, LoadedComponent, ReleaseSource } from '../deploy/source.js';
 import { finishHistory, readState, startHistory, type TargetState } from '../deploy/state.js';
 import { resolveTarget } from '../deploy/target.js';
@@ -516,6 +516,7 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
       };
       stagedName = w.release;
       await s.save();
+      await testPause('staged', log); // test-only (crash test), see session.ts
       try {
         await rename(staging, releaseDir(t, w.release));
       } catch (err) {
