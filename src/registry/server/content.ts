@@ -4,16 +4,99 @@
  * with Range, ETag / If-None-Match / If-Range and `Cache-Control: immutable`.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { open, rm, stat, type FileHandle } from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
+import { errnoCode } from '../../core/errors.js';
 import type { RegistryApp, RouteContext } from './app.js';
 import { HttpError, parseRange, sendJson } from './http.js';
 
 export function blobKey(sha256: string): string {
   return `blobs/sha256/${sha256.slice(0, 2)}/${sha256}`;
+}
+
+/**
+ * Downloads from a local store read the file in large chunks straight into buffers that are
+ * written to the socket as they are (no copy, no per-chunk stream machinery): while one chunk is
+ * being written, the next is read. Two buffers per download, reused, and handed back to a small
+ * shared pool when it ends, so memory stays flat however many downloads come and go.
+ */
+const CHUNK = 1024 * 1024;
+const POOL_MAX = 16;
+const pool: Buffer[] = [];
+const takeBuffer = (): Buffer => pool.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
+
+/** Resolves once `chunk` is handed to the kernel (so its buffer may be reused); rejects if the response closes first. */
+function writeChunk(res: ServerResponse, chunk: Buffer): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (res.destroyed) {
+      reject(new Error('the response is closed'));
+      return;
+    }
+    const onClose = (): void => reject(new Error('the response closed mid-write'));
+    res.once('close', onClose);
+    res.write(chunk, (err) => {
+      res.off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+}
+
+/**
+ * Writes `length` bytes of `file` from `start` to `res`, then ends it and waits for the response
+ * to finish. `onSent` is told of every chunk handed to the socket. Throws if the client goes away
+ * or the file is shorter than expected (the caller then destroys the socket, so the client sees a
+ * truncated body, never a wrong one).
+ */
+async function sendFileRange(
+  file: FileHandle,
+  res: ServerResponse,
+  start: number,
+  length: number,
+  onSent: (bytes: number) => void,
+): Promise<void> {
+  const bufs = [takeBuffer(), takeBuffer()];
+  let clean = false;
+  let writing: Promise<void> | undefined;
+  let writingBytes = 0;
+  const settle = async (): Promise<void> => {
+    if (!writing) return;
+    const w = writing;
+    writing = undefined;
+    await w;
+    onSent(writingBytes);
+  };
+  try {
+    const end = start + length;
+    for (let pos = start, i = 0; pos < end; i ^= 1) {
+      // Read the next chunk while the previous one is being written (from the other buffer).
+      const buf = bufs[i] ?? takeBuffer();
+      const want = Math.min(CHUNK, end - pos);
+      let got = 0;
+      while (got < want) {
+        const { bytesRead } = await file.read(buf, got, want - got, pos + got);
+        if (bytesRead === 0) throw new Error('the stored file is shorter than its recorded size');
+        got += bytesRead;
+      }
+      pos += got;
+      await settle();
+      writing = writeChunk(res, got === buf.length ? buf : buf.subarray(0, got));
+      writingBytes = got;
+      // A failed write is reported at the next settle(); until then it must not count as unhandled.
+      writing.catch(() => undefined);
+    }
+    await settle();
+    res.end();
+    await finished(res);
+    clean = true;
+  } finally {
+    // After a failure a write may still hold a buffer: leave those to the garbage collector.
+    if (clean) for (const b of bufs) if (pool.length < POOL_MAX) pool.push(b);
+  }
 }
 
 export interface Attribution {
@@ -68,14 +151,11 @@ export async function serveBlob(
     return;
   }
   const local = app.store.localPath?.(key);
-  let source: Readable;
+  let file: FileHandle | undefined;
+  let source: Readable | undefined;
   if (local) {
-    source = createReadStream(local, { start, end: start + length - 1, highWaterMark: 256 * 1024 });
-    await new Promise<void>((resolve, reject) => {
-      source.once('open', () => resolve());
-      source.once('error', reject);
-    }).catch((err: unknown) => {
-      throw err && typeof err === 'object' && 'code' in err && err.code === 'ENOENT'
+    file = await open(local, 'r').catch((err: unknown) => {
+      throw errnoCode(err) === 'ENOENT'
         ? new HttpError('ERR_NOT_FOUND', `no content with sha256 ${sha256}`)
         : new HttpError('ERR_STORE_UNAVAILABLE', 'the content store is unavailable');
     });
@@ -83,21 +163,21 @@ export async function serveBlob(
     source = await app.store.getStream(key, range ? { offset: start, length } : undefined);
   }
   let sent = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      sent += chunk.length;
-      cb(null, chunk);
-    },
-  });
   res.writeHead(status, headers);
   const counted = !range || (range.start === 0 && !req.headers['x-deploy-tool-continuation']);
   try {
-    await pipeline(source, counter, res);
+    if (file) {
+      await sendFileRange(file, res, start, length, (n) => (sent += n));
+    } else if (source) {
+      source.on('data', (chunk: Buffer) => (sent += chunk.length));
+      await pipeline(source, res);
+    }
   } catch {
     // Client went away, or the store failed mid-stream: the socket is closed, nothing else to do.
     res.destroy();
   } finally {
     const a = options.attribution;
+    await file?.close().catch(() => undefined);
     if (a) {
       app.metrics.download(a.namespace, a.type, counted, sent);
       await app.repo
