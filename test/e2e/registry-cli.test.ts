@@ -321,6 +321,28 @@ describe('registry CLI', () => {
     expect(before.json.component.downloads).toBe(0);
     expect(after.json.component.downloads).toBe(1);
 
+    // The page's command for a component that is in no release: a selective deploy of it alone.
+    const alone = join(await tempDir('target-'), 'app');
+    const sel = await runCli(
+      [
+        'deploy',
+        '--method',
+        'registry',
+        '--registry',
+        url,
+        '--namespace',
+        'test-project',
+        '--component',
+        'model:1.1.0',
+        '--target',
+        alone,
+      ],
+      { cwd: elsewhere, env: { ...env, XDG_CACHE_HOME: cache } },
+    );
+    expect(sel.stderr).toBe('');
+    expect(sel.code).toBe(0);
+    expect((await readFile(join(alone, 'model', 'extra.bin'))).equals(noise(150_000, 11))).toBe(true);
+
     const missing = await runCli(
       ['deploy', '--method', 'registry', '--registry', url, '--release', '2024.02.01', '--target', target],
       { cwd: elsewhere, env },
