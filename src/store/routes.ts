@@ -15,10 +15,7 @@ import { keys, publishComponent } from './bucket.js';
 import { resolveStore, type ResolvedStore } from './resolve.js';
 
 /** Component type -> store name, without the entries that name `exclude` (the command's own store). */
-export function componentRoutes(
-  config: ProjectConfig | undefined,
-  exclude?: string,
-): Map<string, string> {
+export function componentRoutes(config: ProjectConfig | undefined, exclude?: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const [type, store] of Object.entries(config?.deploy?.components ?? {})) {
     if (store === exclude) continue;
