@@ -835,3 +835,40 @@ describe('cache.max_size evicts least recently used chunks during deploy', { tim
     }
   });
 });
+
+describe('an archive that holds the same large file twice', { timeout: 180_000 }, () => {
+  it('fetches the shared chunk once and deploys both files', async () => {
+    const same = noise(2 * MiB + 77, 4242);
+    const dir = await makeProject({ 'models/a.bin': same, 'models/copy/b.bin': same });
+    const packed = await runCli(['pack', './models', '--type', 'model', '--version', '1.0.0'], { cwd: dir });
+    expect(packed.code, packed.stderr).toBe(0);
+    const store = await makeS3Store(ceph, 'dup');
+    await ok(['publish', '--component', 'model:1.0.0', '--release-version', 'd1', ...s3Flags(store)], dir);
+    const comp = JSON.parse((await store.get(keys.component('model', '1.0.0')))!.toString());
+    const recipe = JSON.parse((await store.get(keys.recipe(comp.archive.sha256)))!.toString());
+    const shas = (recipe.chunks as { sha256: string; size: number }[]).map((c) => c.sha256);
+    const dup = (recipe.chunks as { sha256: string; size: number }[]).find(
+      (c, i) => shas.indexOf(c.sha256) !== i,
+    );
+    expect(dup, 'the two copies are one chunk listed twice').toBeDefined();
+
+    const target = join(await tempDir('t-'), 't');
+    const d = await ok(
+      [
+        'deploy',
+        '--release',
+        'd1',
+        '--target',
+        target,
+        ...s3Flags(store),
+        '--cache-dir',
+        await tempDir('c-'),
+      ],
+      dir,
+    );
+    expect(d.transfer.bytesDownloaded).toBe(comp.archive.size - dup!.size);
+    expect(d.transfer.bytesFromCache).toBe(dup!.size);
+    expect((await readFile(join(target, 'model', 'a.bin'))).equals(same)).toBe(true);
+    expect((await readFile(join(target, 'model', 'copy', 'b.bin'))).equals(same)).toBe(true);
+  });
+});

@@ -260,12 +260,15 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       servedBy: [],
     };
     const missing: RecipeChunk[] = [];
+    const fetching = new Set<string>();
     for (const c of recipe.chunks) {
-      if (await cache.peek(c.sha256, c.size)) {
+      // A chunk the archive holds twice (identical files) is fetched once, then read from the cache.
+      if (fetching.has(c.sha256) || (await cache.peek(c.sha256, c.size))) {
         plan.chunksCached++;
         plan.bytesFromCache += c.size;
         continue;
       }
+      fetching.add(c.sha256);
       missing.push(c);
       const ranges = rangesOf(m, c);
       const done = await partialDone(m, c);
@@ -519,7 +522,8 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
           unit: 'bytes',
         });
       // Chunks the cache has are marked used (LRU), the others fetched in parallel.
-      for (const c of recipe.chunks) if (!missing.includes(c)) await cache.has(c.sha256, c.size);
+      const fetched = new Set(missing.map((c) => c.sha256));
+      for (const c of recipe.chunks) if (!fetched.has(c.sha256)) await cache.has(c.sha256, c.size);
       // Several chunks at a time (their ranges share `limit`), not one file handle per chunk.
       await mapLimit(missing, parallel, (c) => ensureChunk(m, c, id, t, limit, progress));
       if (t.bytesFromCache > 0) servedBy(t, 'cache');
