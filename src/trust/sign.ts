@@ -434,6 +434,7 @@ async function verifyStoreRelease(
     flags,
     config: project?.config,
     baseDir: project?.root ?? options.cwd,
+    cwd: options.cwd,
     cacheDir: flags.cacheDir,
     onLog: options.onLog,
     onWarning: options.onWarning,
