@@ -30,8 +30,10 @@ export function redact(text: string): string {
   let out = text;
   for (const secret of knownSecrets()) out = out.split(secret).join('***');
   out = out.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)([^/\s:@]+):([^/\s@]+)@/gi, '$1$2:***@');
+  // A bare JSON literal (`"passphrase": false` in a manifest's encryption) is no secret: keeping it
+  // keeps --json output parseable.
   out = out.replace(
-    /\b(secret_?access_?key|session_?token|password|passphrase|token|authorization)(["']?\s*[:=]\s*["']?)([^\s"',}]+)/gi,
+    /\b(secret_?access_?key|session_?token|password|passphrase|token|authorization)(["']?\s*[:=]\s*["']?)(?!(?:true|false|null)(?![^\s"',}\]]))([^\s"',}]+)/gi,
     '$1$2***',
   );
   return out;

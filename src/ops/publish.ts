@@ -429,7 +429,7 @@ async function publishRegistry(
     release,
     publishedDir: location,
     releaseManifestPath: release ? `${location} release ${release}` : undefined,
-    gitReleaseFile: undefined,
+    gitReleaseFile: r.gitReleaseFile,
     components: r.components.map((c) => ({
       type: c.type,
       version: c.version,
@@ -440,7 +440,13 @@ async function publishRegistry(
     })),
     totalBytes: r.components.reduce((n, c) => n + c.archiveSize, 0),
     signed: r.signedBy
-      ? { keyId: r.signedBy, files: r.signatures.map((x) => `${location} ${x.subject}.minisig`) }
+      ? {
+          keyId: r.signedBy,
+          files: [
+            ...r.signatures.map((x) => `${location} ${x.subject}.minisig`),
+            ...(r.gitReleaseFile ? [`${r.gitReleaseFile}.minisig`] : []),
+          ],
+        }
       : null,
     store: {
       name: reg.name,

@@ -4,9 +4,10 @@
  * its metadata, then the release manifest last (it is what makes the release exist), then
  * optionally move a pointer (`latest`, ...) by compare-and-swap.
  */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { DeployToolError } from '../core/errors.js';
 import type { CommonOptions } from '../core/events.js';
+import { writeFileAtomic } from '../core/fs-atomic.js';
 import { gitInfo } from '../core/git.js';
 import { sha256Hex } from '../core/hash.js';
 import { openProject } from '../core/project.js';
@@ -71,6 +72,11 @@ export interface RegistryPublishResult {
   /** Signatures uploaded (or already there); keyId of the signing key when --sign was given. */
   signatures: RegistrySignatureResult[];
   signedBy: string | null;
+  /**
+   * deployment/releases/R.release.json (+ .minisig when signed): the release manifest as the
+   * registry holds it, written for git as the other methods do. Undefined without a release.
+   */
+  gitReleaseFile: string | undefined;
 }
 
 /**
@@ -196,6 +202,7 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
       });
     }
     let releaseStatus: 'created' | 'unchanged' | undefined;
+    let gitReleaseFile: string | undefined;
     if (release) {
       const existing = await client.releaseManifestText(namespace, release);
       let text: string;
@@ -233,6 +240,10 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
         );
         if (done) signatures.push(done);
       }
+      // The release manifest for git, byte for byte the registry's (as publish to a bucket does).
+      gitReleaseFile = join(project.paths.releases, `${release}.release.json`);
+      await writeFileAtomic(gitReleaseFile, text);
+      if (sig !== undefined) await writeFileAtomic(`${gitReleaseFile}.minisig`, sig);
     }
     const pointers: RegistryPublishResult['pointers'] = [];
     if (release) {
@@ -264,6 +275,7 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
       pointers,
       signatures,
       signedBy: signer ? keyIdHex(signer.keyId) : null,
+      gitReleaseFile,
     };
   } finally {
     if (!options.client) client.close();

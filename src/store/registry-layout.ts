@@ -10,7 +10,11 @@
  *   archives/sha256/HEX.json (recipe)     -> synthesized: one chunk, the whole archive HEX
  *   blobs/sha256/HEX                      -> ranges of the component's archive (counted as one download)
  *   pointers/NAME.json                    -> GET /api/v1/namespaces/NS/pointers/NAME
- *   ...manifest.json.minisig, release.json.minisig -> the detached signatures the registry keeps
+ *   components/TYPE/VERSION/manifest.json.minisig
+ *                                         -> GET /api/v1/namespaces/NS/components/TYPE/VERSION/signature
+ *   releases/R/release.json.minisig       -> GET /api/v1/namespaces/NS/releases/R/signature
+ *                                            (the detached signatures the registry keeps; absent
+ *                                            when unsigned, so --require-signature refuses)
  *
  * The client is made on first use: the token is read then, from DEPLOY_TOOL_TOKEN or the file
  * written by `deploy-tool login` (src/registry/credentials.ts), and never printed.
@@ -20,6 +24,8 @@ import { DeployToolError } from '../core/errors.js';
 import { sha256Hex } from '../core/hash.js';
 import { createRegistryClient, type RegistryClient } from '../registry/client.js';
 import { resolveRegistry } from '../registry/credentials.js';
+import type { ComponentManifest } from '../manifest/component.js';
+import { storedArchive } from '../trust/encrypt.js';
 import { RECIPE_SCHEMA_VERSION, keys, type ArchiveRecipe } from './bucket.js';
 import { checkKey, type ObjectInfo, type Store } from './types.js';
 
@@ -62,26 +68,22 @@ export function createRegistryLayoutStore(o: RegistryLayoutStoreOptions): Regist
   >();
 
   const learn = (text: string): void => {
+    let m: ComponentManifest;
     try {
-      const m = JSON.parse(text) as {
-        type?: string;
-        version?: string;
-        archive?: { sha256?: string; name?: string; size?: number };
-        encryption?: { sha256?: string; name?: string; size?: number };
-        frames?: { offset: number; size: number }[];
-      };
-      // The stored archive: the ciphertext when encrypted (its frames describe the plaintext).
-      const a = m.encryption ?? m.archive;
-      const size = a?.size;
-      if (!m.type || !m.version || !a?.sha256 || !a.name || typeof size !== 'number') return;
-      // Frames that tile the whole archive let each range be checked frame by frame as it lands.
-      let end = 0;
-      for (const f of m.frames ?? []) end = f.offset === end ? end + f.size : -1;
-      const frames = !m.encryption && m.frames?.length && end === size ? m.frames.length : null;
-      archives.set(a.sha256, { type: m.type, version: m.version, name: a.name, size, frames });
+      m = JSON.parse(text) as ComponentManifest;
     } catch {
-      // not JSON: the source's parser reports it
+      return; // not JSON: the source's parser reports it
     }
+    if (typeof m !== 'object' || m === null || typeof m.archive !== 'object' || m.archive === null) return;
+    // The stored archive: the ciphertext when encrypted (its frames describe the plaintext), so
+    // ranges of an encrypted component's blob are counted as its downloads too.
+    const a = storedArchive(m);
+    if (!m.type || !m.version || !a.sha256 || !a.name || typeof a.size !== 'number') return;
+    // Frames that tile the whole archive let each range be checked frame by frame as it lands.
+    let end = 0;
+    for (const f of Array.isArray(m.frames) ? m.frames : []) end = f.offset === end ? end + f.size : -1;
+    const frames = !m.encryption && m.frames?.length && end === a.size ? m.frames.length : null;
+    archives.set(a.sha256, { type: m.type, version: m.version, name: a.name, size: a.size, frames });
   };
 
   const blobPath = (c: RegistryClient, sha: string): string | undefined => {

@@ -5,7 +5,7 @@
  * ReleaseSource (verified, range reads), `stats`, `audit`, and the registry Store driver.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistryReleaseSource } from '../../src/deploy/sources/registry.js';
@@ -417,6 +417,108 @@ describe('registry CLI', () => {
     expect(d.stderr).toBe('');
     expect(d.code).toBe(0);
     expect(await readFile(join(target, 'runtime', 'requirements.txt'), 'utf8')).toBe('numpy==1.26.0\n');
+    // The ranges of the ciphertext count as one download of the component (the refusal fetched nothing).
+    const info = await runJson<{ component: { downloads: number } }>(['info', 'runtime:1.0.0'], {
+      cwd: home,
+      env,
+    });
+    expect(info.json.component.downloads).toBe(1);
+  });
+
+  it('publish --method registry --sign, then deploy --require-signature --trusted-key verifies; unsigned is refused', async () => {
+    const keysDir = await tempDir('keys-');
+    expect((await runCli(['keys', 'generate', '--out', keysDir], { cwd: project })).code).toBe(0);
+    const key = join(keysDir, 'deploy-tool.key');
+    const pub = join(keysDir, 'deploy-tool.pub');
+    const penv = { ...env, DEPLOY_TOOL_TOKEN: publisher };
+    const args = [
+      'publish',
+      '--component',
+      'model:1.1.0',
+      '--component',
+      'config:1.0.0',
+      '--release-version',
+      '2024.04.01',
+      '--method',
+      'registry',
+      '--registry',
+      url,
+      '--sign',
+      key,
+    ];
+    const p = await runJson<{
+      status: string;
+      gitReleaseFile: string;
+      signed: { keyId: string; files: string[] } | null;
+    }>(args, { cwd: project, env: penv });
+    expect(p.code, p.stderr).toBe(0);
+    expect(p.json.status).toBe('published');
+    const keyId = (await readFile(pub, 'utf8')).match(/minisign public key ([0-9A-F]{16})/i)?.[1];
+    expect(p.json.signed?.keyId.toUpperCase()).toBe(keyId?.toUpperCase());
+    // Two component manifests and the release on the registry, and the git copy of the release.
+    expect(p.json.signed?.files).toHaveLength(4);
+
+    // The release manifest for git, byte for byte the registry's, with its signature.
+    const gitFile = join(project, 'deployment', 'releases', '2024.04.01.release.json');
+    expect(p.json.gitReleaseFile).toBe(gitFile);
+    const store = createRegistryStore({ url, token: publisher });
+    const onRegistry = (await store.get('namespaces/test-project/releases/2024.04.01/release.json'))!;
+    expect(await readFile(gitFile, 'utf8')).toBe(onRegistry.toString('utf8'));
+    expect(await readFile(`${gitFile}.minisig`, 'utf8')).toContain('untrusted comment');
+    // So does an unsigned registry publish (2024.02.01, by the CLI above).
+    expect(
+      JSON.parse(await readFile(join(project, 'deployment', 'releases', '2024.02.01.release.json'), 'utf8')),
+    ).toMatchObject({ kind: 'deploy-tool/release', release: '2024.02.01' });
+
+    // Publishing again signs nothing new, and prints the git next steps.
+    const again = await runCli(args, { cwd: project, env: penv });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain('Release 2024.04.01 is already published');
+    expect(again.stdout).toContain('Signed with key');
+    expect(again.stdout).toContain('git add deployment/releases/2024.04.01.release.json');
+
+    const flags = ['--method', 'registry', '--registry', url, '--namespace', 'test-project'];
+    const trust = ['--require-signature', '--trusted-key', pub];
+    const elsewhere = await tempDir('elsewhere-');
+    const target = join(await tempDir('target-'), 'app');
+    const d = await runCli(
+      ['deploy', ...flags, '--release', '2024.04.01', '--target', target, ...trust, '--verbose'],
+      { cwd: elsewhere, env: { ...env, XDG_CACHE_HOME: await tempDir('cache-') } },
+    );
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout).toContain('Deployed 2024.04.01');
+    expect(d.stderr).toMatch(/release 2024\.04\.01: signature verified \(key [0-9A-Fa-f]{16}\)/);
+    expect((await readFile(join(target, 'model', 'extra.bin'))).equals(noise(150_000, 11))).toBe(true);
+
+    // A component alone is checked against its own signature on the registry.
+    const alone = join(await tempDir('target-'), 'app');
+    const c = await runCli(
+      ['deploy', ...flags, '--component', 'model:1.1.0', '--target', alone, ...trust, '--verbose'],
+      { cwd: elsewhere, env: { ...env, XDG_CACHE_HOME: await tempDir('cache-') } },
+    );
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.stderr).toContain('component model:1.1.0: signature verified');
+
+    // An unsigned release (2024.02.01) and an unsigned component (runtime:1.0.0): refused, nothing deployed.
+    const none = join(await tempDir('target-'), 'app');
+    const u = await runCli(['deploy', ...flags, '--release', '2024.02.01', '--target', none, ...trust], {
+      cwd: elsewhere,
+      env: { ...env, XDG_CACHE_HOME: await tempDir('cache-') },
+    });
+    expect(u.code).toBe(1);
+    expect(u.stderr).toContain('ERR_UNSIGNED');
+    expect(u.stderr).toContain('Release 2024.02.01 is not signed');
+    const uc = await runCli(
+      ['deploy', ...flags, '--component', 'runtime:1.0.0', '--target', none, ...trust],
+      { cwd: elsewhere, env: { ...env, XDG_CACHE_HOME: await tempDir('cache-') } },
+    );
+    expect(uc.code).toBe(1);
+    expect(uc.stderr).toContain('The manifest of runtime:1.0.0 is not signed');
+    // Refused while planning: no current link, no release folder, no component file.
+    await expect(stat(join(none, 'current'))).rejects.toMatchObject({ code: 'ENOENT' });
+    const left = (await readdir(none, { recursive: true })).filter((f) => !f.startsWith('.deploy-tool'));
+    expect(left.filter((f) => f !== 'releases')).toEqual([]);
+    expect((await runCli(['verify', '--target', none], { cwd: elsewhere, env })).code).not.toBe(0);
   });
 
   it('stores: of type registry with --store, a registry mirror of a store, and a mirror of a registry', async () => {

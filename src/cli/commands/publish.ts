@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { relative } from 'node:path';
-import { publish } from '../../ops/publish.js';
+import { publish, type PublishResult } from '../../ops/publish.js';
 import { action, collect } from '../context.js';
 import { formatBytes, type Ui } from '../ui.js';
 import type { StorePublishInfo } from '../../store/publish.js';
@@ -70,7 +70,7 @@ export function registerPublish(program: Command): void {
             `${c.type}:${c.version} is in store ${c.store} (${c.location}): ${formatBytes(c.bytesUploaded)} sent, ${formatBytes(c.bytesReused)} already there`,
           );
         if (r.store) {
-          renderStorePublish(ui, r.status, r.release, r.store, r.gitReleaseFile);
+          renderStorePublish(ui, r.status, r.release, r.store, r.gitReleaseFile, r.signed);
           return;
         }
         const rel = (p: string): string => relative(process.cwd(), p) || '.';
@@ -127,6 +127,7 @@ function renderStorePublish(
   release: string | undefined,
   s: StorePublishInfo,
   gitReleaseFile: string | undefined,
+  signed: PublishResult['signed'],
 ): void {
   if (release) {
     ui.success(
@@ -149,6 +150,7 @@ function renderStorePublish(
     ui.info(
       `  pointer ${s.pointer.name} -> ${s.pointer.release}${s.pointer.previous ? ` (was ${s.pointer.previous})` : ''}`,
     );
+  if (signed) ui.success(`Signed with key ${signed.keyId} (${signed.files.length} .minisig files)`);
   if (!release) return;
   ui.info('');
   ui.info('Next steps:');

@@ -1,0 +1,24 @@
+import { describe, expect, it } from 'vitest';
+import { redact } from '../../src/core/redact.js';
+
+describe('redact', () => {
+  it('hides key=value and JSON secrets, URL userinfo', () => {
+    expect(redact('password=hunter22 ok')).toBe('password=*** ok');
+    expect(redact('{"passphrase": "opensesame"}')).toBe('{"passphrase": "***"}');
+    expect(redact('{"token": "dtr_abcdef"}')).toBe('{"token": "***"}');
+    expect(redact('https://user:pw@host/x')).toBe('https://user:***@host/x');
+  });
+
+  it('keeps bare JSON literals, so --json output stays parseable', () => {
+    const text = JSON.stringify({ encryption: { passphrase: false }, token: null, password: true }, null, 2);
+    expect(redact(text)).toBe(text);
+    expect(JSON.parse(redact(text))).toEqual({
+      encryption: { passphrase: false },
+      token: null,
+      password: true,
+    });
+    // A secret that merely starts like a literal is still hidden.
+    expect(redact('passphrase=falsehood')).toBe('passphrase=***');
+    expect(redact('{"passphrase": "null-and-void"}')).toBe('{"passphrase": "***"}');
+  });
+});
