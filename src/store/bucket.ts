@@ -13,8 +13,6 @@
  * 64 MiB. Everything but pointers is written with If-None-Match: *, in the order blobs, recipe,
  * component manifest, release manifest, so that a crash leaves nothing a reader would use.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { z } from 'zod';
 import { DeployToolError } from '../core/errors.js';
 import type { Reporter } from '../core/events.js';
@@ -23,7 +21,7 @@ import type { ComponentManifest } from '../manifest/component.js';
 import { parseReleaseManifestText, type ReleaseComponent } from '../manifest/release.js';
 import { storedArchive } from '../trust/encrypt.js';
 import type { Store } from './types.js';
-import { putFileRange } from './util.js';
+import { putFileRange, sha256OfFileRange } from './util.js';
 
 export const RECIPE_SCHEMA_VERSION = 1;
 const MiB = 1024 * 1024;
@@ -132,22 +130,15 @@ export function planChunks(m: ComponentManifest): Omit<RecipeChunk, 'sha256'>[] 
   return out;
 }
 
-async function hashRange(path: string, offset: number, size: number): Promise<string> {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(path, {
-    start: offset,
-    end: offset + size - 1,
-    highWaterMark: 4 * MiB,
-  }))
-    h.update(c as Buffer);
-  return h.digest('hex');
-}
-
 export async function buildRecipe(m: ComponentManifest, archivePath: string): Promise<ArchiveRecipe> {
-  const stored = storedArchive(m);
   const chunks: RecipeChunk[] = [];
   for (const c of planChunks(m))
-    chunks.push({ ...c, sha256: await hashRange(archivePath, c.offset, c.size) });
+    chunks.push({ ...c, sha256: await sha256OfFileRange(archivePath, c.offset, c.size) });
+  return recipeOf(m, chunks);
+}
+
+function recipeOf(m: ComponentManifest, chunks: RecipeChunk[]): ArchiveRecipe {
+  const stored = storedArchive(m);
   return {
     schemaVersion: RECIPE_SCHEMA_VERSION,
     kind: 'deploy-tool/archive-recipe',
@@ -197,13 +188,16 @@ export async function uploadArchive(
     o.onLog?.(`${stored.name}: already in ${store.location}`);
     return { chunks: 0, chunksUploaded: 0, bytesUploaded: 0, bytesReused: stored.size };
   }
-  o.onLog?.(`${stored.name}: hashing chunks`);
-  const recipe = await buildRecipe(m, archivePath);
+  // Each chunk is hashed (its key), then checked and uploaded signed with that sha256, so the
+  // hashing of one chunk overlaps the uploads of the others and no byte is hashed twice here.
+  const plan = planChunks(m);
+  o.onLog?.(`${stored.name}: ${plan.length} chunks`);
   let done = 0;
   let uploaded = 0;
   let bytesUploaded = 0;
-  await mapLimit(recipe.chunks, o.parallel ?? 3, async (c) => {
-    const key = keys.blob(c.sha256);
+  const chunks = await mapLimit(plan, o.parallel ?? 4, async (c): Promise<RecipeChunk> => {
+    const sha256 = await sha256OfFileRange(archivePath, c.offset, c.size);
+    const key = keys.blob(sha256);
     const have = await store.head(key);
     if (!have || have.size !== c.size) {
       o.onLog?.(`uploading ${key} (${c.size} bytes)`);
@@ -213,16 +207,16 @@ export async function uploadArchive(
         key,
         archivePath,
         { offset: c.offset, length: c.size },
-        {
-          ifNoneMatch: !have,
-        },
+        { ifNoneMatch: !have, sha256 },
       );
       uploaded++;
       bytesUploaded += c.size;
     }
     done += c.size;
     o.onProgress?.({ phase: 'upload', item: o.item, done, total: stored.size, unit: 'bytes' });
+    return { ...c, sha256 };
   });
+  const recipe = recipeOf(m, chunks);
   await putImmutable(store, recipeKey, json(recipe), 'archive recipe');
   return {
     chunks: recipe.chunks.length,

@@ -16,6 +16,11 @@ export interface PutOptions {
   ifNoneMatch?: boolean;
   /** Compare-and-swap: replace only if the current etag matches. */
   ifMatch?: string;
+  /**
+   * The sha256 (hex) of the bytes, when the caller already knows it (putFileRange): S3 signs the
+   * request with it and the server refuses other bytes; drivers that do not need it ignore it.
+   */
+  sha256?: string;
 }
 
 export type PutResult =

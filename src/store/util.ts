@@ -1,10 +1,24 @@
 /** Helpers over any Store. */
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { PutOptions, PutResult, Store } from './types.js';
+
+/** The sha256 (hex) of bytes [offset, offset+length) of a file, streamed in 4 MiB reads. */
+export async function sha256OfFileRange(path: string, offset: number, length: number): Promise<string> {
+  const h = createHash('sha256');
+  if (length > 0)
+    for await (const c of createReadStream(path, {
+      start: offset,
+      end: offset + length - 1,
+      highWaterMark: 4 * 1024 * 1024,
+    }))
+      h.update(c as Buffer);
+  return h.digest('hex');
+}
 
 /**
  * Uploads bytes [offset, offset+length) of a local file: the driver's own streaming putFileRange

@@ -1,4 +1,5 @@
 /** The S3 driver on a real Ceph radosgw (scripts/ceph.sh), and the BOS factory on the same gateway. */
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,11 +11,15 @@ import { makeS3Store, startCeph } from './ceph.js';
 import { testStore } from './conformance.js';
 
 testStore('s3 (Ceph radosgw)', async () =>
-  makeS3Store(await startCeph(), 's3', { partSize: 5 * 1024 * 1024 }),
+  makeS3Store(await startCeph(), 's3', { partSize: 5 * 1024 * 1024, singlePutMax: 5 * 1024 * 1024 }),
 );
 
 testStore('s3 with a prefix (Ceph radosgw)', async () =>
-  makeS3Store(await startCeph(), 's3p', { prefix: 'team/models', partSize: 5 * 1024 * 1024 }),
+  makeS3Store(await startCeph(), 's3p', {
+    prefix: 'team/models',
+    partSize: 5 * 1024 * 1024,
+    singlePutMax: 5 * 1024 * 1024,
+  }),
 );
 
 testStore('bos --endpoint (Ceph radosgw)', async () => {
@@ -29,6 +34,7 @@ testStore('bos --endpoint (Ceph radosgw)', async () => {
       bucket,
       endpoint: ceph.endpoint,
       partSize: 5 * 1024 * 1024,
+      singlePutMax: 5 * 1024 * 1024,
       retryBaseMs: 50,
     });
     return store;
@@ -112,6 +118,48 @@ describe('credentials from AWS_SHARED_CREDENTIALS_FILE and AWS_PROFILE (Ceph rad
       expect((err as DeployToolError).code).toBe('ERR_STORE');
       expect((err as DeployToolError).message).toMatch(/access denied/);
       expect((err as DeployToolError).message).not.toContain(ceph.secretAccessKey);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('uploads signed with the sha256 of their bytes', () => {
+  it('the server refuses a range whose bytes are not the sha256 given (single PUT and multipart): nothing stored', async () => {
+    const store = await makeS3Store(await startCeph(), 'sha', {
+      partSize: 5 * 1024 * 1024,
+      singlePutMax: 5 * 1024 * 1024,
+      maxAttempts: 2,
+    });
+    const dir = await mkdtemp(join(tmpdir(), 'dt-sha-'));
+    try {
+      const file = join(dir, 'data.bin');
+      const data = Buffer.alloc(11 * 1024 * 1024);
+      for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+      await writeFile(file, data);
+      const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+      const wrong = sha(Buffer.from('other bytes'));
+      for (const length of [1024 * 1024, data.length]) {
+        const key = `sha/${length}.bin`;
+        const err = await store.putFileRange!(
+          key,
+          file,
+          { offset: 0, length },
+          { ifNoneMatch: true, sha256: wrong },
+        ).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(DeployToolError);
+        expect((err as DeployToolError).message).toMatch(/refused .*sha256/);
+        expect(await store.head(key)).toBeUndefined();
+        // The right sha256 (given, or computed by the driver) is accepted.
+        const given = await store.putFileRange!(
+          key,
+          file,
+          { offset: 0, length },
+          { sha256: sha(data.subarray(0, length)) },
+        );
+        expect(given.status).toBe('created');
+        expect((await store.get(key))?.equals(data.subarray(0, length))).toBe(true);
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -5,22 +5,28 @@
  * - Immutable writes: PutObject with `If-None-Match: *` (412 -> 'exists'), enforced by the server.
  * - Compare-and-swap: PutObject with `If-Match: ETAG` (412 -> 'conflict'). The ETag is sent
  *   unquoted (Ceph answers 412 to the quoted form). CAS is for small objects (single PutObject).
- * - Large files: streaming multipart upload (parts of `partSize`, `queueSize` in parallel), the
- *   server's ETag checked against the MD5s computed while streaming.
+ * - File ranges (content-addressed blobs) stream from the file, never buffered: one PutObject up to
+ *   `singlePutMax` (If-None-Match enforced by the server), above it a multipart upload (parts of
+ *   `partSize`, `queueSize` in parallel). Every request is signed with the sha256 of its body
+ *   (SigV4 `x-amz-content-sha256`: the caller's sha256 of the range, else one hashing pass), which
+ *   the server verifies before storing (XAmzContentSHA256Mismatch otherwise); after a multipart
+ *   upload the object's size is checked with a HEAD. No MD5 is computed: a single PutObject hashes
+ *   each byte once on our side; multipart hashes the parts (and the whole, against the caller's).
  * - Retries with exponential backoff and jitter on 5xx, 429, timeouts and dropped connections
  *   (the SDK's own retries are off, so that attempts do not multiply).
  * - Errors: DeployToolError ERR_STORE, "[s3] ENDPOINT bucket B: ...", secrets redacted.
  * - Credentials: `credentials` (library use) or the SDK's default chain (environment, profiles,
  *   credential files, ...). BOS: BOS_ACCESS_KEY_ID/BOS_SECRET_ACCESS_KEY first.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { DeployToolError, errnoCode } from '../../core/errors.js';
 import { redact } from '../../core/redact.js';
 import { checkKey, type ObjectInfo, type PutOptions, type PutResult, type Store } from '../types.js';
+import { sha256OfFileRange } from '../util.js';
 
 export interface S3Credentials {
   accessKeyId: string;
@@ -48,8 +54,10 @@ export interface S3StoreOptions {
   connectTimeoutMs?: number | undefined;
   /** Socket idle timeout in ms (default 60000). */
   requestTimeoutMs?: number | undefined;
-  /** Multipart part size (default 16 MiB); files up to this size use a single PutObject. */
+  /** Multipart part size (default 16 MiB). */
   partSize?: number | undefined;
+  /** File ranges up to this size are one streamed PutObject, larger ones multipart (default 256 MiB, at least partSize). */
+  singlePutMax?: number | undefined;
   /** Parts uploaded in parallel (default 4). */
   queueSize?: number | undefined;
   /** Driver name used in messages: "s3" (default) or "bos". */
@@ -133,38 +141,33 @@ function normalizePrefix(driver: string, prefix: string | undefined): string {
   return p;
 }
 
-/** Hashes MD5 per part while streaming, to predict the multipart ETag. */
-class PartHasher extends Transform {
-  readonly digests: Buffer[] = [];
-  private hash: Hash = createHash('md5');
-  private inPart = 0;
-  constructor(private readonly partSize: number) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    let off = 0;
-    while (off < chunk.length) {
-      const n = Math.min(chunk.length - off, this.partSize - this.inPart);
-      this.hash.update(chunk.subarray(off, off + n));
-      this.inPart += n;
-      off += n;
-      if (this.inPart === this.partSize) {
-        this.digests.push(this.hash.digest());
-        this.hash = createHash('md5');
-        this.inPart = 0;
-      }
-    }
-    cb(null, chunk);
-  }
-  override _flush(cb: TransformCallback): void {
-    if (this.inPart > 0) this.digests.push(this.hash.digest());
-    cb();
-  }
-  expectedEtag(): string {
-    const all = createHash('md5').update(Buffer.concat(this.digests)).digest('hex');
-    return `${all}-${this.digests.length}`;
-  }
+/** The SDK warns on the console when a streamed request fails; our retry loop reports instead. */
+const silentLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
+/** Signs the request with a known sha256 of its body (the server verifies it), instead of UNSIGNED-PAYLOAD. */
+function signBody<C extends { middlewareStack: { add: (...a: never[]) => unknown } }>(
+  cmd: C,
+  sha256: string,
+): C {
+  const add = cmd.middlewareStack.add as unknown as (
+    mw: (
+      next: (args: { request: unknown }) => Promise<unknown>,
+    ) => (args: { request: unknown }) => Promise<unknown>,
+    opts: { step: 'build'; name: string },
+  ) => void;
+  add(
+    (next) => (args) => {
+      const req = args.request as { headers?: Record<string, string> };
+      if (req.headers) req.headers['x-amz-content-sha256'] = sha256;
+      return next(args);
+    },
+    { step: 'build', name: 'deployToolContentSha256' },
+  );
+  return cmd;
 }
+
+const isShaMismatch = (err: unknown): boolean =>
+  nameOf(err) === 'XAmzContentSHA256Mismatch' || /XAmzContentSHA256Mismatch/.test(asSdk(err).message ?? '');
 
 export function createS3Store(options: S3StoreOptions): S3Store {
   const driver = options.driverName ?? 's3';
@@ -188,6 +191,7 @@ export function createS3Store(options: S3StoreOptions): S3Store {
   const retryBaseMs = options.retryBaseMs ?? 250;
   const partSize = Math.max(5 * MiB, options.partSize ?? 16 * MiB);
   const queueSize = Math.max(1, options.queueSize ?? 4);
+  const singlePutMax = Math.max(partSize, options.singlePutMax ?? 256 * MiB);
   const forcePathStyle = options.forcePathStyle ?? endpoint !== undefined;
 
   const full = (key: string): string => {
@@ -207,6 +211,7 @@ export function createS3Store(options: S3StoreOptions): S3Store {
         forcePathStyle,
         credentials: options.credentials,
         maxAttempts: 1,
+        logger: silentLogger,
         // S3-compatible servers (Ceph, BOS) do not all accept the newer checksum trailers.
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
@@ -376,13 +381,28 @@ export function createS3Store(options: S3StoreOptions): S3Store {
     });
   };
 
+  const damaged = (key: string, why: string): DeployToolError =>
+    new DeployToolError('ERR_STORE', `[${driver}] ${location}: the server refused ${full(key)}: ${why}`, {
+      hint: 'The file changed while it was uploaded, or the transfer was damaged. Publish again.',
+    });
+
+  /** A stream of bytes [offset, offset+length) of a file (a fresh one for every attempt). */
+  const rangeBody = (path: string, offset: number, length: number): Readable | Buffer =>
+    length === 0
+      ? Buffer.alloc(0)
+      : createReadStream(path, { start: offset, end: offset + length - 1, highWaterMark: MiB });
+
   const putFileRange = async (
     key: string,
     path: string,
     range: { offset: number; length: number },
     opts: PutOptions = {},
   ): Promise<PutResult> => {
-    if (range.length <= partSize) {
+    if (opts.ifMatch !== undefined) {
+      // Compare-and-swap is for small objects: read the range and put() it.
+      if (range.length > partSize) {
+        throw new Error(`[${driver}] compare-and-swap is for small objects (single PutObject), not ${key}`);
+      }
       const fh = await open(path, 'r');
       let buf: Buffer;
       try {
@@ -398,55 +418,143 @@ export function createS3Store(options: S3StoreOptions): S3Store {
       }
       return put(key, buf, opts);
     }
-    if (opts.ifMatch !== undefined) {
-      throw new Error(`[${driver}] compare-and-swap is for small objects (single PutObject), not ${key}`);
+    full(key);
+    if (range.length <= singlePutMax) {
+      // One streamed PutObject, signed with the sha256 of the range (the server verifies it).
+      const sha256 = opts.sha256 ?? (await sha256OfFileRange(path, range.offset, range.length));
+      return retry('put', key, async () => {
+        const { client, sdk } = await getClient();
+        const existed = opts.ifNoneMatch ? false : (await head(key)) !== undefined;
+        const body = rangeBody(path, range.offset, range.length);
+        try {
+          const r = await client.send(
+            signBody(
+              new sdk.PutObjectCommand({
+                Bucket: bucket,
+                Key: full(key),
+                Body: body,
+                ContentLength: range.length,
+                ContentType: contentType(key),
+                IfNoneMatch: opts.ifNoneMatch ? '*' : undefined,
+              }),
+              sha256,
+            ),
+          );
+          return { status: existed ? 'replaced' : 'created', etag: unquote(r.ETag) };
+        } catch (err) {
+          if (isShaMismatch(err))
+            throw damaged(key, 'its sha256 is not the one signed (XAmzContentSHA256Mismatch)');
+          // 412 on a retry: the first attempt may have stored it; either way it is there.
+          if (statusOf(err) === 412 || nameOf(err) === 'PreconditionFailed') return { status: 'exists' };
+          throw err;
+        } finally {
+          if (body instanceof Readable) body.destroy();
+        }
+      });
     }
     // Servers ignore If-None-Match on CompleteMultipartUpload (Ceph does): check first. Large
     // objects are content-addressed blobs, where a concurrent writer writes the same bytes.
     const before = await head(key);
     if (opts.ifNoneMatch && before) return { status: 'exists' };
-    return retry('upload', key, async () => {
-      const { client } = await getClient();
-      const { Upload } = await import('@aws-sdk/lib-storage');
-      const hasher = new PartHasher(partSize);
-      const file = createReadStream(path, {
-        start: range.offset,
-        end: range.offset + range.length - 1,
-        highWaterMark: MiB,
-      });
-      file.on('error', (e) => hasher.destroy(e));
-      const body = file.pipe(hasher);
-      const upload = new Upload({
-        client,
-        params: { Bucket: bucket, Key: full(key), Body: body, ContentType: contentType(key) },
-        partSize,
-        queueSize,
-        leavePartsOnError: false,
-      });
-      try {
-        await upload.done();
-      } finally {
-        file.destroy();
+    const parts: { offset: number; length: number; sha256: string }[] = [];
+    for (let off = 0; off < range.length; off += partSize) {
+      const length = Math.min(partSize, range.length - off);
+      parts.push({ offset: range.offset + off, length, sha256: '' });
+    }
+    // One pass: every part's sha256 (each part is signed with it), and the whole range's when the
+    // caller gave it (the key of a content-addressed blob), so that a file changed since is refused.
+    const whole = opts.sha256 ? createHash('sha256') : undefined;
+    for (const p of parts) {
+      const h = createHash('sha256');
+      for await (const c of createReadStream(path, {
+        start: p.offset,
+        end: p.offset + p.length - 1,
+        highWaterMark: 4 * MiB,
+      })) {
+        h.update(c as Buffer);
+        whole?.update(c as Buffer);
       }
-      // Ceph's CompleteMultipartUpload answers an empty ETag: read it back.
-      const info = await head(key);
-      if (!info || info.size !== range.length) {
-        throw new DeployToolError(
-          'ERR_STORE',
-          `[${driver}] ${location}: ${full(key)} has ${info?.size ?? 'no'} bytes after upload, expected ${range.length}`,
-          { hint: 'The upload did not complete. Publish again.' },
-        );
-      }
-      const expected = hasher.expectedEtag();
-      if (info.etag && /^[0-9a-f]{32}-\d+$/.test(info.etag) && info.etag !== expected) {
-        throw new DeployToolError(
-          'ERR_STORE',
-          `[${driver}] ${location}: the server stored other bytes than sent for ${full(key)} (ETag ${info.etag}, expected ${expected})`,
-          { hint: 'The transfer was damaged. Publish again.' },
-        );
-      }
-      return { status: before ? 'replaced' : 'created', etag: info.etag };
-    });
+      p.sha256 = h.digest('hex');
+    }
+    if (whole && whole.digest('hex') !== opts.sha256)
+      throw damaged(key, `its sha256 is not ${opts.sha256} (the file changed?)`);
+    const { client, sdk } = await getClient();
+    const created = await retry('start upload of', key, () =>
+      client.send(
+        new sdk.CreateMultipartUploadCommand({
+          Bucket: bucket,
+          Key: full(key),
+          ContentType: contentType(key),
+        }),
+      ),
+    );
+    const uploadId = created.UploadId;
+    if (!uploadId) throw fail(new Error('no UploadId'), 'start upload of', key, 1);
+    try {
+      const etags: string[] = new Array<string>(parts.length);
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < parts.length) {
+          const i = next++;
+          const p = parts[i]!;
+          etags[i] = await retry(`upload part ${i + 1} of`, key, async () => {
+            const body = rangeBody(path, p.offset, p.length);
+            try {
+              const r = await client.send(
+                signBody(
+                  new sdk.UploadPartCommand({
+                    Bucket: bucket,
+                    Key: full(key),
+                    UploadId: uploadId,
+                    PartNumber: i + 1,
+                    Body: body,
+                    ContentLength: p.length,
+                  }),
+                  p.sha256,
+                ),
+              );
+              if (!r.ETag) throw Object.assign(new Error('no ETag for a part'), { name: 'InternalError' });
+              return r.ETag;
+            } catch (err) {
+              if (isShaMismatch(err))
+                throw damaged(
+                  key,
+                  `part ${i + 1}: its sha256 is not the one signed (XAmzContentSHA256Mismatch)`,
+                );
+              throw err;
+            } finally {
+              if (body instanceof Readable) body.destroy();
+            }
+          });
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(queueSize, parts.length) }, worker));
+      await retry('complete upload of', key, () =>
+        client.send(
+          new sdk.CompleteMultipartUploadCommand({
+            Bucket: bucket,
+            Key: full(key),
+            UploadId: uploadId,
+            MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+          }),
+        ),
+      );
+    } catch (err) {
+      await client
+        .send(new sdk.AbortMultipartUploadCommand({ Bucket: bucket, Key: full(key), UploadId: uploadId }))
+        .catch(() => undefined);
+      throw err;
+    }
+    // Ceph's CompleteMultipartUpload answers an empty ETag: read it back.
+    const info = await head(key);
+    if (!info || info.size !== range.length) {
+      throw new DeployToolError(
+        'ERR_STORE',
+        `[${driver}] ${location}: ${full(key)} has ${info?.size ?? 'no'} bytes after upload, expected ${range.length}`,
+        { hint: 'The upload did not complete. Publish again.' },
+      );
+    }
+    return { status: before ? 'replaced' : 'created', etag: info.etag };
   };
 
   const getRange = (key: string, offset: number, length: number): Promise<Buffer> => {
