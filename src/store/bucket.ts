@@ -195,8 +195,17 @@ export async function uploadArchive(
   let done = 0;
   let uploaded = 0;
   let bytesUploaded = 0;
-  const chunks = await mapLimit(plan, o.parallel ?? 4, async (c): Promise<RecipeChunk> => {
-    const sha256 = await sha256OfFileRange(archivePath, c.offset, c.size);
+  // One hashing pass in archive order (not four interleaved), so the first upload starts as soon
+  // as the first chunk is hashed.
+  let prev: Promise<unknown> = Promise.resolve();
+  const hashes = plan.map((c) => {
+    const h = prev.then(() => sha256OfFileRange(archivePath, c.offset, c.size));
+    prev = h.catch(() => undefined);
+    return h;
+  });
+  for (const h of hashes) h.catch(() => undefined); // awaited below; a failure rejects there
+  const chunks = await mapLimit(plan, o.parallel ?? 4, async (c, i): Promise<RecipeChunk> => {
+    const sha256 = await (hashes[i] as Promise<string>);
     const key = keys.blob(sha256);
     const have = await store.head(key);
     if (!have || have.size !== c.size) {
