@@ -4,13 +4,20 @@
  * folders this sink created, symlinks only to targets that stay inside the root, and modes are
  * reduced to rwx bits (setuid, setgid and sticky are stripped).
  */
-import { mkdir, open, symlink, type FileHandle } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { chmod, copyFile, link, lstat, mkdir, open, symlink, type FileHandle } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { DeployToolError, fsError } from '../core/errors.js';
+import { DeployToolError, errnoCode, fsError } from '../core/errors.js';
 import { checkEntryPath, type Entry, type FileEntry } from '../manifest/component.js';
 import type { EntrySink } from './tar.js';
 
 export interface ExtractSink extends EntrySink {
+  /**
+   * Creates file entry `e` as a hard link to `from` (a copy when the filesystem cannot link), under
+   * the same path rules as an extracted file. `from` must be a regular file of the entry's size and
+   * mode (else ERR_TARGET_INVALID: the caller checked it, so it changed meanwhile).
+   */
+  link(e: FileEntry, from: string): Promise<void>;
   /**
    * fsyncs every written file and folder (so a power loss after the switch cannot show empty
    * files); large files have been synced in the background since they were complete.
@@ -98,6 +105,28 @@ export function createExtractSink(root: string, options: { durable?: boolean } =
         if (code === 'ENAMETOOLONG') throw unsafe(e.path, 'its name is too long for this filesystem');
         if (code === 'ELOOP' || code === 'ENOTDIR') throw unsafe(e.path, 'its folder is not a folder');
         throw fsError(err, abs, 'create');
+      }
+    },
+    async link(e, from) {
+      const abs = check(e);
+      const st = await lstat(from).catch(() => undefined);
+      if (!st?.isFile() || st.size !== e.size || (st.mode & 0o777) !== (parseInt(e.mode, 8) & 0o777)) {
+        throw new DeployToolError('ERR_TARGET_INVALID', `${from} changed while it was being reused`, {
+          hint: 'Deploy again: the kept release on the target was modified.',
+        });
+      }
+      try {
+        await link(from, abs);
+      } catch (err) {
+        const code = errnoCode(err);
+        if (code === 'EEXIST') throw unsafe(e.path, 'it is listed twice');
+        if (code !== 'EXDEV' && code !== 'EMLINK' && code !== 'EPERM' && code !== 'ENOTSUP')
+          throw fsError(err, abs, 'create');
+        await copyFile(from, abs, fsConstants.COPYFILE_EXCL).catch((e2: unknown) => {
+          throw fsError(e2, abs, 'create');
+        });
+        await chmod(abs, parseInt(e.mode, 8) & 0o777);
+        written.push(abs);
       }
     },
     async data(e, chunk) {

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { DeployToolError, errnoCode } from '../core/errors.js';
-import type { ComponentManifest } from '../manifest/component.js';
+import type { ComponentManifest, FileEntry } from '../manifest/component.js';
 import type { CodecPool } from './pool.js';
 import { TarChecker, TarFormatError, type EntrySink } from './tar.js';
 
@@ -210,4 +210,157 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
     }
     throw err;
   }
+}
+
+/**
+ * The frames that hold the data of the given files (sorted frame indexes): for each file, the frames
+ * with `tarOffset < F.offset + F.size` and `tarOffset + tarSize > F.offset` (docs/formats.md,
+ * "Fetching one file by range"). Empty files, folders and symlinks need no frame.
+ */
+export function framesOfFiles(manifest: ComponentManifest, files: Iterable<FileEntry>): number[] {
+  const frames = manifest.frames;
+  const out = new Set<number>();
+  for (const f of files) {
+    if (f.size === 0) continue;
+    const end = f.offset + f.size;
+    // Binary search for the frame holding f.offset (frames tile the tar stream: checked by the parser).
+    let lo = 0;
+    let hi = frames.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((frames[mid]?.tarOffset ?? 0) <= f.offset) lo = mid;
+      else hi = mid - 1;
+    }
+    for (let i = lo; i < frames.length; i++) {
+      const fr = frames[i];
+      if (!fr || fr.tarOffset >= end) break;
+      out.add(i);
+    }
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
+/** An EntrySink that can also create a file as a hard link (or copy) of a file already verified. */
+export interface LinkingSink extends EntrySink {
+  link(entry: FileEntry, from: string): Promise<void>;
+}
+
+export interface ReadArchiveFilesOptions {
+  manifest: ComponentManifest;
+  source: ArchiveSource;
+  pool: CodecPool;
+  sink: LinkingSink;
+  /** Files (by path) not to extract but to link from an existing copy: path -> absolute source path. */
+  linked: ReadonlyMap<string, string>;
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+}
+
+/**
+ * Partial extraction (incremental deploys): creates every entry of the manifest in stream order,
+ * linking the files of `linked` and extracting the others from only the frames that hold their
+ * bytes. What is checked, as in the full path: each frame read must have its declared compressed
+ * size and sha256 (checked before it is decompressed), decompresses to exactly its declared
+ * `tarSize` (more is refused as a decompression bomb), and every extracted file's bytes must have
+ * the manifest's sha256 (ERR_INDEX_MISMATCH otherwise). The whole archive's sha256 and the tar
+ * headers are not checked, since neither is read: entry paths, types, modes and link targets come
+ * from the manifest, which the parser has validated (and whose sha256 the release manifest pins),
+ * and the sink applies the same safety rules as in a full extraction.
+ */
+export async function readArchiveFiles(
+  o: ReadArchiveFilesOptions,
+): Promise<{ frames: number; bytes: number }> {
+  const { manifest, source, pool, sink, linked } = o;
+  const files = manifest.files.filter((e): e is FileEntry => e.type === 'file' && !linked.has(e.path));
+  const wanted = framesOfFiles(manifest, files);
+  const total = files.reduce((s, f) => s + f.size, 0);
+  const depth = Math.max(2, pool.size * 2 + 1);
+  const decode = async (index: number): Promise<{ tarOffset: number; data: Buffer }> => {
+    const f = manifest.frames[index];
+    if (!f) throw new Error('internal: no such frame');
+    const data = await source.read(f.offset, f.size);
+    if (data.length !== f.size) throw corrupt(source.location, `archive is truncated in frame ${index}`);
+    const r = await pool.run({
+      op: 'decompress',
+      alg: manifest.archive.compression,
+      data,
+      expectedSize: f.tarSize,
+      expectedSha256: f.sha256,
+    });
+    if (!r.ok) {
+      if (r.kind === 'too-large') {
+        throw new DeployToolError(
+          'ERR_ARCHIVE_UNSAFE',
+          `${source.location}: frame ${index} inflates past its declared ${f.tarSize} bytes`,
+          { hint: 'Refused as a possible decompression bomb. Do not deploy this archive.' },
+        );
+      }
+      throw corrupt(source.location, `frame ${index}: ${r.message}`);
+    }
+    if (r.data.byteLength !== f.tarSize)
+      throw corrupt(
+        source.location,
+        `frame ${index} inflates to ${r.data.byteLength} bytes, not ${f.tarSize}`,
+      );
+    return { tarOffset: f.tarOffset, data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength) };
+  };
+  const inflight: Promise<{ tarOffset: number; data: Buffer }>[] = [];
+  let next = 0;
+  const fill = (): void => {
+    while (inflight.length < depth && next < wanted.length) {
+      const p = decode(wanted[next++]!);
+      p.catch(() => undefined); // awaited in order below
+      inflight.push(p);
+    }
+  };
+  let cur: { tarOffset: number; data: Buffer } | undefined;
+  const advance = async (): Promise<{ tarOffset: number; data: Buffer }> => {
+    fill();
+    const p = inflight.shift();
+    if (!p) throw new Error('internal: a file lies outside the frames read');
+    const v = await p;
+    fill();
+    return v;
+  };
+  let done = 0;
+  try {
+    for (const e of manifest.files) {
+      if (e.type !== 'file') {
+        await sink.start?.(e);
+        await sink.end?.(e, undefined);
+        continue;
+      }
+      const from = linked.get(e.path);
+      if (from !== undefined) {
+        await sink.link(e, from);
+        continue;
+      }
+      await sink.start?.(e);
+      const hash = createHash('sha256');
+      const end = e.offset + e.size;
+      for (let pos = e.offset; pos < end;) {
+        while (!cur || cur.tarOffset + cur.data.length <= pos) cur = await advance();
+        if (cur.tarOffset > pos) throw new Error('internal: frames out of order');
+        const start = pos - cur.tarOffset;
+        const n = Math.min(cur.data.length - start, end - pos);
+        const chunk = cur.data.subarray(start, start + n);
+        hash.update(chunk);
+        await sink.data?.(e, chunk);
+        pos += n;
+        done += n;
+        o.onProgress?.(done, total);
+      }
+      const digest = hash.digest('hex');
+      if (digest !== e.sha256) {
+        throw new DeployToolError(
+          'ERR_INDEX_MISMATCH',
+          `${source.location}: ${e.path} has sha256 ${digest}, the manifest says ${e.sha256}`,
+          { hint: 'The archive does not match its manifest; it was altered or crafted. Do not deploy it.' },
+        );
+      }
+      await sink.end?.(e, digest);
+    }
+  } finally {
+    await Promise.allSettled(inflight);
+  }
+  return { frames: wanted.length, bytes: total };
 }

@@ -19,14 +19,14 @@ import {
   chmod,
 } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readArchive } from '../archive/reader.js';
+import { framesOfFiles, readArchive, readArchiveFiles } from '../archive/reader.js';
 import { createExtractSink } from '../archive/extract.js';
 import type { CodecPool } from '../archive/pool.js';
 import { DeployToolError, errnoCode, fsError } from '../core/errors.js';
 import type { Reporter } from '../core/events.js';
 import { fsyncDir, writeFileAtomic } from '../core/fs-atomic.js';
 import { hashFile, sha256Hex } from '../core/hash.js';
-import { parseComponentManifestText, type ComponentManifest } from '../manifest/component.js';
+import { parseComponentManifestText, type ComponentManifest, type FileEntry } from '../manifest/component.js';
 import type { ReleaseComponent } from '../manifest/release.js';
 import {
   RELEASE_RECORD_SCHEMA_VERSION,
@@ -63,6 +63,17 @@ export interface PlannedComponent {
   archiveBytes: number;
   loaded?: LoadedComponent | undefined;
   ref?: ReleaseComponent | undefined;
+  /**
+   * File-level reuse (action 'extract', see planFileReuse): files of this version that kept releases
+   * already hold, by path -> the kept file to hard-link. undefined: extract everything.
+   */
+  linked?: Map<string, string> | undefined;
+  /** With `linked`: the only frames to read (those holding bytes of the files not linked). */
+  frames?: number[] | undefined;
+  /** With `linked`: files and bytes linked, and the releases they come from. */
+  filesLinked?: number | undefined;
+  bytesLinked?: number | undefined;
+  linkedFrom?: string[] | undefined;
   sourceRelease?: string | undefined;
 }
 
@@ -104,6 +115,89 @@ export async function findReusable(
   }
   return null;
 }
+
+/** Kept releases to reuse from: the current one first; staged (not yet complete) ones never. */
+function keptReleases(state: TargetState): string[] {
+  return Object.keys(state.releases)
+    .sort((a, b) => (a === state.current ? -1 : b === state.current ? 1 : 0))
+    .filter((r) => state.releases[r] && state.releases[r].status !== 'staged');
+}
+
+const fileKey = (e: FileEntry): string => `${e.sha256}:${e.size}:${parseInt(e.mode, 8) & 0o777}`;
+
+/**
+ * File-level reuse for a component version the target does not hold whole (action 'extract'): finds,
+ * in the kept releases (any component), regular files with the same sha256, size and mode as files of
+ * the new manifest, and records them in `c.linked` with the frames still to read in `c.frames`.
+ *
+ * What makes a kept file trustworthy without re-hashing it: it is listed with that sha256 in the
+ * component manifest its release stores, and that manifest's sha256 equals the one recorded in the
+ * target state (readStoredManifest); every file of a release is checked against its manifest's
+ * sha256 when it is written (extraction) or inherits that check (linking), and releases are renamed
+ * into releases/ only once complete. Here and again when linking, the kept file must still be a
+ * regular file of the manifest's size and mode. `deploy-tool verify` re-hashes every file, linked ones
+ * included. Encrypted archives are decrypted whole, so they get no file-level reuse.
+ */
+export async function planFileReuse(t: TargetPaths, state: TargetState, c: PlannedComponent): Promise<void> {
+  c.linked = undefined;
+  c.frames = undefined;
+  if (c.action !== 'extract' || c.manifest.encryption) return;
+  const want = new Set<string>();
+  for (const e of c.manifest.files) if (e.type === 'file' && e.size > 0) want.add(fileKey(e));
+  if (want.size === 0) return;
+  const found = new Map<string, { abs: string; release: string }>();
+  const seen = new Set<string>();
+  for (const r of keptReleases(state)) {
+    for (const k of state.releases[r]?.components ?? []) {
+      const id = `${k.type}:${k.version}:${k.manifestSha256}`;
+      if (seen.has(id)) continue; // the same component in another release: the same (linked) files
+      const dir = join(releaseDir(t, r), componentDirRel(k.type, k.version));
+      let m: ComponentManifest;
+      try {
+        m = (await readStoredManifest(t, r, k)).manifest;
+      } catch {
+        continue; // altered on the target: not a source of files
+      }
+      seen.add(id);
+      for (const e of m.files) {
+        if (e.type !== 'file' || e.size === 0) continue;
+        const key = fileKey(e);
+        if (!want.has(key) || found.has(key)) continue;
+        const abs = join(dir, ...e.path.split('/'));
+        const st = await lstat(abs).catch(() => undefined);
+        if (st?.isFile() && st.size === e.size && (st.mode & 0o777) === (parseInt(e.mode, 8) & 0o777))
+          found.set(key, { abs, release: r });
+      }
+      if (found.size === want.size) break;
+    }
+    if (found.size === want.size) break;
+  }
+  if (found.size === 0) return;
+  const linked = new Map<string, string>();
+  const rest: FileEntry[] = [];
+  const from = new Set<string>();
+  let bytes = 0;
+  for (const e of c.manifest.files) {
+    if (e.type !== 'file') continue;
+    const hit = e.size > 0 ? found.get(fileKey(e)) : undefined;
+    if (!hit) {
+      rest.push(e);
+      continue;
+    }
+    linked.set(e.path, hit.abs);
+    from.add(hit.release);
+    bytes += e.size;
+  }
+  c.linked = linked;
+  c.frames = framesOfFiles(c.manifest, rest);
+  c.filesLinked = linked.size;
+  c.bytesLinked = bytes;
+  c.linkedFrom = [...from].sort();
+}
+
+/** Compressed bytes of the frames a partial extraction reads (undefined: the whole archive). */
+export const framesBytes = (c: PlannedComponent): number | undefined =>
+  c.frames?.reduce((s, i) => s + (c.manifest.frames[i]?.size ?? 0), 0);
 
 /** Reads the component manifest a kept release stores, checked against its recorded sha256. */
 export async function readStoredManifest(
@@ -219,9 +313,35 @@ async function extractComponent(
   dir: string,
 ): Promise<void> {
   if (!o.source) throw new Error('internal: no source');
-  const archive = await o.source.openArchive(loaded, c.ref, c.sourceRelease);
+  const linked = c.linked;
+  const archive = await o.source.openArchive(
+    loaded,
+    c.ref,
+    c.sourceRelease,
+    linked ? { frames: c.frames ?? [] } : undefined,
+  );
   const sink = createExtractSink(dir);
   try {
+    if (linked) {
+      // Incremental: files the target holds are hard-linked, only the frames of the others are read.
+      const rest = c.manifest.files.filter((e) => e.type === 'file' && !linked.has(e.path));
+      o.onLog?.(
+        `${c.type}:${c.version}: linking ${linked.size} files (${c.bytesLinked ?? 0} bytes) from release ${(c.linkedFrom ?? []).join(', ')}; extracting ${rest.length} files from ${c.frames?.length ?? 0} of ${c.manifest.frames.length} frames of ${archive.location}`,
+      );
+      for (const e of rest.slice(0, 50)) o.onLog?.(`extracting ${c.type}:${c.version} ${e.path}`);
+      if (rest.length > 50) o.onLog?.(`extracting ${rest.length - 50} more files of ${c.type}:${c.version}`);
+      await readArchiveFiles({
+        manifest: loaded.manifest,
+        source: archive,
+        pool: o.pool,
+        sink,
+        linked,
+        onProgress: (done, total) =>
+          o.onProgress?.({ phase: 'extract', item: `${c.type}:${c.version}`, done, total, unit: 'bytes' }),
+      });
+      await sink.flush();
+      return;
+    }
     o.onLog?.(`verifying and extracting ${archive.location}`);
     await readArchive({
       manifest: loaded.manifest,

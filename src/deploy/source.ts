@@ -34,16 +34,36 @@ export interface ReleaseSource {
    * TYPE:VERSION for selective deploys. Throws ERR_COMPONENT_NOT_FOUND when absent.
    */
   getComponent(ref: ReleaseComponent | ComponentRef, release?: string): Promise<LoadedComponent>;
-  /** Random access to a component's archive bytes. */
-  openArchive(component: LoadedComponent, ref?: ReleaseComponent, release?: string): Promise<ArchiveSource>;
+  /**
+   * Random access to a component's archive bytes. With `options.frames`, only those frames will be
+   * read (incremental deploys): a source that downloads may fetch only the bytes that hold them.
+   */
+  openArchive(
+    component: LoadedComponent,
+    ref?: ReleaseComponent,
+    release?: string,
+    options?: ArchiveOpenOptions,
+  ): Promise<ArchiveSource>;
   /**
    * Optional (sources that download, e.g. bucket stores): what openArchive would fetch, reading
    * no archive content and changing nothing (dry runs). undefined: no plan for this component
    * (a dry run then opens the archive to check its size).
    */
-  planArchive?(component: LoadedComponent): Promise<ArchiveTransfer | undefined>;
+  planArchive?(
+    component: LoadedComponent,
+    options?: ArchiveOpenOptions,
+  ): Promise<ArchiveTransfer | undefined>;
   /** Optional: what the last openArchive of this component fetched, and from where. */
   transferOf?(component: LoadedComponent): ArchiveTransfer | undefined;
+}
+
+export interface ArchiveOpenOptions {
+  /**
+   * Indexes (into the manifest's `frames`) of the only frames the reader will read; undefined: the
+   * whole archive. Reading other frames from the returned ArchiveSource may fail (their bytes were
+   * not fetched) but can never succeed with wrong bytes, since readers check every frame's sha256.
+   */
+  frames?: readonly number[] | undefined;
 }
 
 /** Bytes of one archive: fetched, or already in the local cache, and which sources served it. */

@@ -15,6 +15,8 @@ import { parseComponentRef, validateVersion } from '../core/validate.js';
 import {
   applyRetention,
   findReusable,
+  framesBytes,
+  planFileReuse,
   readStoredManifest,
   sameComponents,
   stageRelease,
@@ -80,6 +82,15 @@ export interface DeployPlanComponent {
   bytes: number;
   archiveBytes: number;
   archiveSha256: string;
+  /**
+   * action 'extract': files (and their bytes) hard-linked from kept releases on the target, which
+   * hold them with the same sha256, size and mode; the others are extracted from only the frames
+   * holding them. 0 when everything is extracted; for action 'reuse' every file is linked.
+   */
+  filesLinked: number;
+  bytesLinked: number;
+  /** The kept releases those files come from (empty when none). */
+  linkedFrom: string[];
   /** Sources that download (bucket stores): what this component's archive cost; null otherwise. */
   transfer: ComponentTransfer | null;
 }
@@ -92,7 +103,10 @@ export interface ComponentTransfer {
   bytesToDownload: number;
   /** Bytes the local download cache had. */
   bytesFromCache: number;
-  /** Archive bytes not needed: the target already holds the component (hard links). */
+  /**
+   * Archive bytes not needed: the target already holds the component (hard links), or, with
+   * file-level reuse, the compressed bytes of the frames not read (they hold only linked files).
+   */
   bytesFromTarget: number;
   /** Where it came from: store names (the store itself or a mirror), "cache", or "target". */
   servedBy: string[];
@@ -274,6 +288,7 @@ async function decide(t: TargetPaths, state: TargetState, current: string | null
     );
     c.reuseFrom = await findReusable(t, state, c);
     c.action = c.reuseFrom ? 'reuse' : 'extract';
+    await planFileReuse(t, state, c);
   }
 }
 
@@ -331,13 +346,17 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
     const a =
       plans.get(`${c.type}:${c.version}`) ??
       inner.transferOf?.({ manifest: c.manifest, text: c.manifestText });
-    if (!a) return { ...none, servedBy: [] };
+    // File-level reuse: the frames not read are archive bytes the target provided.
+    const read = framesBytes(c);
+    const fromTarget = read === undefined ? 0 : Math.max(0, c.archiveBytes - read);
+    const target = fromTarget > 0 ? ['target'] : [];
+    if (!a) return { ...none, bytesFromTarget: fromTarget, servedBy: target };
     return {
       bytesDownloaded: a.bytesDownloaded,
       bytesToDownload: a.bytesToDownload,
       bytesFromCache: a.bytesFromCache,
-      bytesFromTarget: 0,
-      servedBy: [...a.servedBy],
+      bytesFromTarget: fromTarget,
+      servedBy: [...a.servedBy, ...target],
     };
   };
   const totalTransfer = (cs: PlannedComponent[]): DeployTransfer | null => {
@@ -379,9 +398,14 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
       bytes: c.bytes,
       archiveBytes: c.archiveBytes,
       archiveSha256: c.archiveSha256,
+      filesLinked: c.action === 'reuse' ? c.files : (c.filesLinked ?? 0),
+      bytesLinked: c.action === 'reuse' ? c.bytes : (c.bytesLinked ?? 0),
+      linkedFrom: c.action === 'reuse' ? (c.reuseFrom ? [c.reuseFrom] : []) : (c.linkedFrom ?? []),
       transfer: transferOf(c),
     })),
-    bytesToWrite: w.components.filter((c) => c.action === 'extract').reduce((s, c) => s + c.bytes, 0),
+    bytesToWrite: w.components
+      .filter((c) => c.action === 'extract')
+      .reduce((s, c) => s + c.bytes - (c.bytesLinked ?? 0), 0),
     transfer: totalTransfer(w.components),
     links: [],
     removed: [],
@@ -410,7 +434,7 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
     for (const c of w.components) {
       if (c.action !== 'extract') continue;
       const loaded = c.loaded ?? (await source.getComponent({ type: c.type, version: c.version }));
-      const plan = await inner.planArchive?.(loaded);
+      const plan = await inner.planArchive?.(loaded, c.linked ? { frames: c.frames ?? [] } : undefined);
       if (plan) {
         plans.set(`${c.type}:${c.version}`, plan);
         continue;

@@ -133,9 +133,11 @@ export async function createTrustedSource(
       checkDecryptable(c);
       return c;
     },
-    async openArchive(component, ref, release) {
-      const a = await inner.openArchive(component, ref, release);
-      if (!component.manifest.encryption) return a;
+    async openArchive(component, ref, release, options) {
+      // A subset of frames only for plain archives: an encrypted one is decrypted whole.
+      const encrypted = !!component.manifest.encryption;
+      const a = await inner.openArchive(component, ref, release, encrypted ? undefined : options);
+      if (!encrypted) return a;
       checkDecryptable(component);
       return openDecryptedArchive(a, component.manifest, keys, { tmpDir: o.tmpDir });
     },

@@ -19,7 +19,7 @@ import {
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTempDirs, runCli, runJson, tempDir } from '../helpers/cli.js';
+import { cleanupTempDirs, makeProject, noise, runCli, runJson, tempDir, writeTree } from '../helpers/cli.js';
 import {
   exists,
   expectRelease,
@@ -936,3 +936,101 @@ function runCmd(cmd: string, args: string[]): Promise<number> {
     c.on('close', (code) => resolve(code ?? -1));
   });
 }
+
+describe('incremental deploy: files a kept release holds are linked, only the others extracted', () => {
+  const MiB = 1024 * 1024;
+  const B2 = noise(MiB + 4321, 502);
+  let project: string;
+  let rel: string;
+  beforeAll(async () => {
+    project = await makeProject({
+      'models/a.bin': noise(MiB + 1000, 501),
+      'models/b.bin': noise(MiB + 2000, 2),
+      'models/c.bin': noise(MiB + 3000, 503),
+      'models/sub/readme.txt': 'model notes\n',
+    });
+    const ok = async (args: string[]): Promise<void> => {
+      const r = await runCli(args, { cwd: project });
+      expect(r.code, r.stderr).toBe(0);
+    };
+    await ok(['pack', './models', '--type', 'model', '--version', '1.0.0']);
+    await ok(['publish', '--component', 'model:1.0.0', '--release-version', '1.0']);
+    await writeTree(project, { 'models/b.bin': B2 });
+    await ok(['pack', './models', '--type', 'model', '--version', '2.0.0']);
+    await ok(['publish', '--component', 'model:2.0.0', '--release-version', '2.0']);
+    rel = join(project, 'deployment', 'releases');
+  }, 120_000);
+
+  const deployTo = (target: string, release: string, extra: string[] = []) =>
+    json(['deploy', '--release', release, '--target', target, '--releases-dir', rel, ...extra], project);
+
+  it('model 2.0.0 with one changed file: the unchanged files are hard links to the kept release', async () => {
+    const target = join(await tempDir('inc-'), 't');
+    const a = await deployTo(target, '1.0');
+    expect(a.code, JSON.stringify(a.json)).toBe(0);
+    const plan = await deployTo(target, '2.0', ['--dry-run']);
+    const pm = plan.json.components[0];
+    expect(pm).toMatchObject({ type: 'model', version: '2.0.0', action: 'extract', linkedFrom: ['1.0'] });
+    expect(plan.json.bytesToWrite).toBe(B2.length);
+
+    const b = await deployTo(target, '2.0', ['--verbose']);
+    expect(b.code, JSON.stringify(b.json)).toBe(0);
+    const m = b.json.components[0];
+    // Linked: weights.bin, vocab.json, a.bin, c.bin, sub/readme.txt; extracted: b.bin alone.
+    expect(m).toMatchObject({ action: 'extract', filesLinked: 5, linkedFrom: ['1.0'] });
+    expect(m.bytesLinked).toBe(m.bytes - B2.length);
+    expect(b.json.bytesToWrite).toBe(B2.length);
+    expect(b.stderr).toContain('extracting model:2.0.0 b.bin');
+    expect(b.stderr).not.toContain('extracting model:2.0.0 a.bin');
+    const f = (r: string, v: string, p: string) => stat(join(target, 'releases', r, 'model', v, p));
+    for (const p of ['weights.bin', 'vocab.json', 'a.bin', 'c.bin', 'sub/readme.txt'])
+      expect((await f('2.0', '2.0.0', p)).ino, p).toBe((await f('1.0', '1.0.0', p)).ino);
+    expect((await f('2.0', '2.0.0', 'b.bin')).ino).not.toBe((await f('1.0', '1.0.0', 'b.bin')).ino);
+    expect((await readFile(join(target, 'model', 'b.bin'))).equals(B2)).toBe(true);
+    expect(await readlink(join(target, 'current'))).toBe('releases/2.0');
+    const v = await json(['verify', '--target', target], project);
+    expect(v.code, JSON.stringify(v.json)).toBe(0);
+    const v1 = await json(['verify', '--target', target, '--release', '1.0'], project);
+    expect(v1.code, JSON.stringify(v1.json)).toBe(0);
+  });
+
+  it('a kept file changed on the target is not linked but extracted', async () => {
+    const target = join(await tempDir('inc-'), 't');
+    expect((await deployTo(target, '1.0')).code).toBe(0);
+    // c.bin of the kept release grows by a byte: its size no longer matches.
+    await appendFile(join(target, 'releases', '1.0', 'model', '1.0.0', 'c.bin'), 'x');
+    const b = await deployTo(target, '2.0');
+    expect(b.code, JSON.stringify(b.json)).toBe(0);
+    expect(b.json.components[0]).toMatchObject({ action: 'extract', filesLinked: 4 });
+    const c1 = await stat(join(target, 'releases', '1.0', 'model', '1.0.0', 'c.bin'));
+    const c2 = await stat(join(target, 'releases', '2.0', 'model', '2.0.0', 'c.bin'));
+    expect(c2.ino).not.toBe(c1.ino);
+    expect(c2.size).toBe(MiB + 3000);
+    expect((await json(['verify', '--target', target], project)).code).toBe(0);
+  });
+
+  it('a corrupted frame of the changed file is refused; the current release is untouched', async () => {
+    const target = join(await tempDir('inc-'), 't');
+    const copy = join(await tempDir('rel-'), 'releases');
+    await cp(rel, copy, { recursive: true });
+    expect((await deployTo(target, '1.0')).code).toBe(0);
+    const m = JSON.parse(
+      await readFile(join(project, 'deployment', 'manifests', 'model-2.0.0.manifest.json'), 'utf8'),
+    );
+    const fb = m.files.find((x: any) => x.path === 'b.bin');
+    const fr = m.frames.find((x: any) => x.tarOffset === fb.offset);
+    const archives = (await readdir(join(copy, '2.0', 'model', '2.0.0'))).filter((n) => n.includes('.tar'));
+    const archivePath = join(copy, '2.0', 'model', '2.0.0', archives[0]!);
+    const buf = await readFile(archivePath);
+    const at = fr.offset + Math.floor(fr.size / 2);
+    buf.writeUInt8(buf.readUInt8(at) ^ 0xff, at);
+    await rm(archivePath);
+    await writeFile(archivePath, buf);
+    const r = await json(['deploy', '--release', '2.0', '--target', target, '--releases-dir', copy], project);
+    expect(r.code).toBe(1);
+    expect(r.json.error.code).toBe('ERR_ARCHIVE_CORRUPT');
+    expect(r.json.error.message).toMatch(/frame \d+/);
+    expect(await readlink(join(target, 'current'))).toBe('releases/1.0');
+    expect(await readdir(join(target, 'releases'))).toEqual(['1.0']);
+  });
+});

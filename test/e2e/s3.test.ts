@@ -186,7 +186,10 @@ describe('publish and deploy with --method s3 (radosgw)', { timeout: 180_000 }, 
     expect(pm.transfer.bytesToDownload).toBeGreaterThanOrEqual(compressed);
     expect(pm.transfer.bytesToDownload).toBeLessThanOrEqual(1.05 * compressed);
     expect(pm.transfer.bytesDownloaded).toBe(0);
-    expect(pm.transfer.bytesFromCache).toBe(pm.archiveBytes - pm.transfer.bytesToDownload);
+    // The unchanged files are on the target (release 2024.01.20): their frames are not read at all.
+    expect(pm).toMatchObject({ filesLinked: 5, linkedFrom: ['2024.01.20'] });
+    expect(pm.transfer.bytesFromCache).toBe(0);
+    expect(pm.transfer.bytesFromTarget).toBe(pm.archiveBytes - compressed);
     // config:1.0.0 is on the target already: none of its bytes are needed.
     const pc = plan.components.find((c: any) => c.type === 'config');
     expect(pc.transfer).toMatchObject({ bytesToDownload: 0, bytesFromTarget: pc.archiveBytes });
@@ -199,14 +202,39 @@ describe('publish and deploy with --method s3 (radosgw)', { timeout: 180_000 }, 
     // Only the changed file's frames are fetched, exactly what the dry run announced.
     expect(dm.transfer.bytesDownloaded).toBe(pm.transfer.bytesToDownload);
     expect(dm.transfer.bytesDownloaded).toBeLessThanOrEqual(1.05 * compressed);
-    expect(dm.transfer.servedBy).toEqual(['s3', 'cache']);
+    expect(dm.transfer.servedBy).toEqual(['s3', 'target']);
     expect(d2.transfer).toMatchObject({
       bytesDownloaded: dm.transfer.bytesDownloaded,
-      bytesFromCache: dm.archiveBytes - dm.transfer.bytesDownloaded,
-      bytesFromTarget: pc.archiveBytes,
-      servedBy: { 'model:2.0.0': ['s3', 'cache'], 'config:1.0.0': ['target'] },
+      bytesFromCache: 0,
+      bytesFromTarget: pc.archiveBytes + dm.archiveBytes - compressed,
+      servedBy: { 'model:2.0.0': ['s3', 'target'], 'config:1.0.0': ['target'] },
     });
+    const w = (r: string, v: string, f: string) => stat(join(target, 'releases', r, 'model', v, f));
+    expect((await w('2024.02.01', '2.0.0', 'w1.bin')).ino).toBe(
+      (await w('2024.01.20', '1.0.0', 'w1.bin')).ino,
+    );
     expect(await readlink(join(target, 'current'))).toBe('releases/2024.02.01');
+  });
+
+  it('incremental deploy with an EMPTY download cache: only the changed file is downloaded', async () => {
+    const target = join(await tempDir('tgt-'), 't');
+    const deployWith = (release: string, cacheDir: string) =>
+      ok(['deploy', '--release', release, '--target', target, ...s3Flags(store), '--cache-dir', cacheDir]);
+    expect((await deployWith('2024.01.20', join(await tempDir('cache-'), 'first'))).status).toBe('deployed');
+    // A fresh cache: nothing of model 2.0.0 can come from it, only from the target or the bucket.
+    const fresh = join(await tempDir('cache-'), 'fresh');
+    const d = await deployWith('2024.02.01', fresh);
+    const compressed = await compressedSize('model', '2.0.0', 'w2.bin');
+    const dm = d.components.find((c: any) => c.type === 'model');
+    expect(dm).toMatchObject({ action: 'extract', filesLinked: 5, linkedFrom: ['2024.01.20'] });
+    expect(d.transfer.bytesDownloaded).toBeGreaterThanOrEqual(compressed);
+    expect(d.transfer.bytesDownloaded).toBeLessThanOrEqual(1.05 * compressed);
+    expect(d.transfer.bytesFromCache).toBe(0);
+    expect(dm.transfer.bytesFromTarget).toBe(dm.archiveBytes - compressed);
+    expect((await readFile(join(target, 'model', 'w2.bin'))).equals(noise(2 * MiB + 2000, 999))).toBe(true);
+    expect((await readFile(join(target, 'model', 'w0.bin'))).equals(W[0]!)).toBe(true);
+    const v = await runJson<any>(['verify', '--target', target], { cwd: project, env });
+    expect(v.code, JSON.stringify(v.json)).toBe(0);
   });
 
   it('a dry run with an empty cache reports the whole archives and creates nothing', async () => {

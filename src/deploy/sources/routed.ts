@@ -28,12 +28,12 @@ export function createRoutedReleaseSource(o: RoutedSourceOptions): ReleaseSource
     getComponent(ref, release): Promise<LoadedComponent> {
       return pick(ref.type).getComponent(ref, release);
     },
-    openArchive(component, ref, release): Promise<ArchiveSource> {
-      return pick(component.manifest.type).openArchive(component, ref, release);
+    openArchive(component, ref, release, options): Promise<ArchiveSource> {
+      return pick(component.manifest.type).openArchive(component, ref, release, options);
     },
     // Transfer accounting of the source each component comes from (src/deploy/sources/s3.ts).
-    async planArchive(component) {
-      return pick(component.manifest.type).planArchive?.(component);
+    async planArchive(component, options) {
+      return pick(component.manifest.type).planArchive?.(component, options);
     },
     transferOf(component) {
       return pick(component.manifest.type).transferOf?.(component);

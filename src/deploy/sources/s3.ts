@@ -31,7 +31,13 @@ import { keys, mapLimit, parseRecipe, type ArchiveRecipe, type RecipeChunk } fro
 import { openConfiguredCache, type DownloadCache } from '../../store/cache.js';
 import { resolveStore, type NamedStore, type StoreFlags } from '../../store/resolve.js';
 import { storedArchive } from '../../trust/encrypt.js';
-import type { ArchiveTransfer, LoadedComponent, LoadedRelease, ReleaseSource } from '../source.js';
+import type {
+  ArchiveOpenOptions,
+  ArchiveTransfer,
+  LoadedComponent,
+  LoadedRelease,
+  ReleaseSource,
+} from '../source.js';
 
 const MiB = 1024 * 1024;
 /** Bounds of one merged range request. */
@@ -68,7 +74,7 @@ export interface BucketReleaseSource extends ReleaseSource {
    * recipe (the cached copy, else the store's), the cache index, and HEADs the chunks the cache
    * lacks (so that a missing chunk is reported now). Throws ERR_ARCHIVE_MISSING like a deploy would.
    */
-  planArchive(component: LoadedComponent): Promise<ArchiveTransfer>;
+  planArchive(component: LoadedComponent, options?: ArchiveOpenOptions): Promise<ArchiveTransfer>;
   transferOf(component: LoadedComponent): ArchiveTransfer | undefined;
 }
 
@@ -244,11 +250,19 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     return new Set((await cache.readPartial(c.sha256)).filter((i) => i >= 0 && i < n));
   };
 
-  /** What fetching the archive of m would cost, from the cache index only (changes nothing). */
+  /**
+   * What fetching the archive of m would cost, from the cache index only (changes nothing). With
+   * `frames` (incremental deploys), only the chunks holding those frames count, and of a chunk the
+   * cache lacks only the ranges holding them (`only`: range indexes; undefined: the whole chunk).
+   */
   const planChunks = async (
     m: ComponentManifest,
     recipe: ArchiveRecipe,
-  ): Promise<{ plan: ArchiveTransfer; missing: RecipeChunk[] }> => {
+    frames?: ReadonlySet<number>,
+  ): Promise<{
+    plan: ArchiveTransfer;
+    missing: { chunk: RecipeChunk; only?: Set<number> | undefined }[];
+  }> => {
     const plan: ArchiveTransfer = {
       archiveBytes: recipe.archive.size,
       chunks: recipe.chunks.length,
@@ -259,20 +273,56 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       requests: 0,
       servedBy: [],
     };
-    const missing: RecipeChunk[] = [];
-    const fetching = new Set<string>();
+    /** Frames of chunk c the reader needs (undefined: all of it). */
+    const neededIn = (c: RecipeChunk): number[] | undefined => {
+      if (!frames || !c.frames) return undefined;
+      const out: number[] = [];
+      for (let i = c.frames[0]; i < c.frames[0] + c.frames[1]; i++) if (frames.has(i)) out.push(i);
+      return out;
+    };
+    const missing: {
+      chunk: RecipeChunk;
+      only?: Set<number> | undefined;
+      ranges: Range[];
+      done: Set<number>;
+    }[] = [];
+    const fetching = new Map<string, (typeof missing)[number]>();
     for (const c of recipe.chunks) {
-      // A chunk the archive holds twice (identical files) is fetched once, then read from the cache.
-      if (fetching.has(c.sha256) || (await cache.peek(c.sha256, c.size))) {
+      const need = neededIn(c);
+      if (need && need.length === 0) continue; // holds only files the target has
+      const needBytes = need ? need.reduce((s, i) => s + (m.frames[i]?.size ?? 0), 0) : c.size;
+      const dup = fetching.get(c.sha256);
+      // A chunk the archive holds twice (identical files) is fetched once, then read from the cache
+      // (whole, when the first copy was to be fetched only in part).
+      if (dup || (await cache.peek(c.sha256, c.size))) {
+        if (dup?.only) {
+          for (const [i, r] of dup.ranges.entries()) {
+            if (dup.only.has(i)) continue;
+            if (dup.done.has(i)) plan.bytesFromCache += r.size;
+            else {
+              plan.bytesToDownload += r.size;
+              plan.requests++;
+            }
+          }
+          dup.only = undefined;
+        }
         plan.chunksCached++;
-        plan.bytesFromCache += c.size;
+        plan.bytesFromCache += needBytes;
         continue;
       }
-      fetching.add(c.sha256);
-      missing.push(c);
       const ranges = rangesOf(m, c);
+      let only: Set<number> | undefined;
+      if (need) {
+        const set = new Set(need);
+        only = new Set(ranges.flatMap((r, i) => (r.frames.some((f) => set.has(f)) ? [i] : [])));
+        if (only.size === ranges.length) only = undefined;
+      }
       const done = await partialDone(m, c);
+      const entry = { chunk: c, only, ranges, done };
+      fetching.set(c.sha256, entry);
+      missing.push(entry);
       ranges.forEach((r, i) => {
+        if (only && !only.has(i)) return;
         if (done.has(i)) plan.bytesFromCache += r.size;
         else {
           plan.bytesToDownload += r.size;
@@ -280,7 +330,7 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
         }
       });
     }
-    return { plan, missing };
+    return { plan, missing: missing.map(({ chunk, only }) => ({ chunk, only })) };
   };
 
   const hashFile = async (path: string): Promise<string> => {
@@ -301,6 +351,7 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     limit: <T>(fn: () => Promise<T>) => Promise<T>,
     progress: () => void,
     from: number,
+    only?: ReadonlySet<number>,
   ): Promise<{ ok: true } | { ok: false; error: DeployToolError }> => {
     const key = keys.blob(c.sha256);
     const part = cache.partialPath(c.sha256);
@@ -318,7 +369,7 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       let pending = Promise.resolve();
       await Promise.all(
         ranges.map((r, i) =>
-          done.has(i)
+          done.has(i) || (only && !only.has(i))
             ? Promise.resolve()
             : limit(async () => {
                 const hit = await firstOf(
@@ -361,6 +412,12 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     } finally {
       await fh.close();
     }
+    if (done.size < ranges.length) {
+      // Only some ranges were wanted: they stay in the partial file, each frame verified on arrival
+      // (a later deploy resumes from them), and the reader checks every frame's sha256 again.
+      for (const name of servers) servedBy(t, name);
+      return { ok: true };
+    }
     const digest = await hashFile(part);
     if (digest !== c.sha256) {
       await cache.dropPartial(c.sha256);
@@ -382,9 +439,10 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     t: ArchiveTransfer,
     limit: <T>(fn: () => Promise<T>) => Promise<T>,
     progress: () => void,
+    only?: ReadonlySet<number>,
   ): Promise<void> => {
     for (let from = 0; ; from++) {
-      const r = await fetchChunk(m, c, id, t, limit, progress, from);
+      const r = await fetchChunk(m, c, id, t, limit, progress, from, only);
       if (r.ok) return;
       const next = stores[from + 1];
       if (!next) throw r.error;
@@ -490,21 +548,26 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       return stats.archives[`${component.manifest.type}:${component.manifest.version}`];
     },
 
-    async planArchive(component): Promise<ArchiveTransfer> {
+    async planArchive(component, options): Promise<ArchiveTransfer> {
       const m = component.manifest;
       const id = `${m.type}:${m.version}`;
       const recipe = await loadRecipe(m, id, true);
-      const { plan, missing } = await planChunks(m, recipe);
-      await checkChunks(id, missing);
+      const frames = options?.frames ? new Set(options.frames) : undefined;
+      const { plan, missing } = await planChunks(m, recipe, frames);
+      await checkChunks(
+        id,
+        missing.map((x) => x.chunk),
+      );
       plan.servedBy = plan.bytesFromCache > 0 ? ['cache'] : [];
       return plan;
     },
 
-    async openArchive(component): Promise<ArchiveSource> {
+    async openArchive(component, _ref, _release, options): Promise<ArchiveSource> {
       const m = component.manifest;
       const id = `${m.type}:${m.version}`;
       const recipe = await loadRecipe(m, id);
-      const { plan: t, missing } = await planChunks(m, recipe);
+      const frames = options?.frames ? new Set(options.frames) : undefined;
+      const { plan: t, missing } = await planChunks(m, recipe, frames);
       stats.archives[id] = t;
       o.onLog?.(
         `${id}: ${recipe.chunks.length} chunks, ${recipe.archive.size} bytes (${t.bytesToDownload} to download in ${t.requests} ranges, ${t.bytesFromCache} in the cache)`,
@@ -522,10 +585,15 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
           unit: 'bytes',
         });
       // Chunks the cache has are marked used (LRU), the others fetched in parallel.
-      const fetched = new Set(missing.map((c) => c.sha256));
+      const fetched = new Set(missing.map((x) => x.chunk.sha256));
       for (const c of recipe.chunks) if (!fetched.has(c.sha256)) await cache.has(c.sha256, c.size);
       // Several chunks at a time (their ranges share `limit`), not one file handle per chunk.
-      await mapLimit(missing, parallel, (c) => ensureChunk(m, c, id, t, limit, progress));
+      await mapLimit(missing, parallel, (x) => ensureChunk(m, x.chunk, id, t, limit, progress, x.only));
+      // Chunks fetched in part are read from their partial file (only the wanted frames are there).
+      // (Unless the ranges fetched now completed it: then it was verified whole and is in the cache.)
+      const partial = new Set<string>();
+      for (const x of missing)
+        if (x.only && !(await cache.peek(x.chunk.sha256, x.chunk.size))) partial.add(x.chunk.sha256);
       if (t.bytesFromCache > 0) servedBy(t, 'cache');
       stats.bytesFromCache += t.bytesFromCache;
       stats.servedBy[id] = [...t.servedBy];
@@ -533,7 +601,7 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
         `${id}: ${t.bytesDownloaded} bytes downloaded in ${t.requests}/${planned} ranges, ${t.bytesFromCache} from the cache (${(performance.now() - t0).toFixed(0)} ms)`,
       );
       await cache.prune({ keep: new Set([recipe.archive.sha256, ...recipe.chunks.map((c) => c.sha256)]) });
-      return openChunkedArchive(recipe, cache, `${description} ${id} (${recipe.archive.name})`);
+      return openChunkedArchive(recipe, cache, `${description} ${id} (${recipe.archive.name})`, partial);
     },
   };
   return source;
@@ -544,12 +612,14 @@ export function openChunkedArchive(
   recipe: ArchiveRecipe,
   cache: DownloadCache,
   location: string,
+  /** Chunks fetched only in part: read from their partial download (only wanted frames are there). */
+  partial: ReadonlySet<string> = new Set(),
 ): ArchiveSource {
   const handles = new Map<string, Promise<FileHandle>>();
   const handle = (sha: string): Promise<FileHandle> => {
     let h = handles.get(sha);
     if (!h) {
-      h = open(cache.chunkPath(sha), 'r');
+      h = open(partial.has(sha) ? cache.partialPath(sha) : cache.chunkPath(sha), 'r');
       handles.set(sha, h);
     }
     return h;
