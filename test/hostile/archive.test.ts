@@ -169,6 +169,12 @@ const cases: Case[] = [
     message: /entry "dev" has unsupported type CharacterDevice/,
   },
   {
+    name: 'block device',
+    entries: [{ path: 'disk', data: '', tarType: 'BlockDevice' }],
+    code: 'ERR_INDEX_MISMATCH',
+    message: /entry "disk" has unsupported type BlockDevice/,
+  },
+  {
     name: 'fifo',
     entries: [{ path: 'fifo', data: '', tarType: 'FIFO' }],
     code: 'ERR_INDEX_MISMATCH',
