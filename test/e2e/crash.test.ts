@@ -141,8 +141,30 @@ describe('kill -9 at random points', () => {
     const paused: Record<string, number> = {};
     let nextPhase = 0;
     for (let i = 0; i < 64; i++) {
-      const current = (await readlink(join(target, 'current'))).replace('releases/', '');
-      const kept = await readdir(join(target, 'releases'));
+      let current = (await readlink(join(target, 'current'))).replace('releases/', '');
+      let kept = await readdir(join(target, 'releases'));
+      if (
+        i % 3 === 2 &&
+        PHASES[nextPhase % PHASES.length] === 'staged' &&
+        names.every((n) => kept.includes(n))
+      ) {
+        // `staged` needs a release the target does not hold: one successful deploy with --keep 1
+        // removes the release that is neither current nor the rollback target (no kill here).
+        const target2 = names.find((n) => n !== current)!;
+        const room = await runCli(['deploy', '--release', target2, ...common, '--keep', '1'], {
+          cwd: f.project,
+        });
+        expect(room.code, room.stderr).toBe(0);
+        if (previousHeld) {
+          expect(room.stderr, `iteration ${i}: the previous run's lock was not taken over`).toContain(
+            TAKEOVER,
+          );
+          tookOver++;
+          previousHeld = false;
+        }
+        current = (await readlink(join(target, 'current'))).replace('releases/', '');
+        kept = await readdir(join(target, 'releases'));
+      }
       let other = names.filter((n) => n !== current)[Math.floor(rand() * 2)] ?? names[0]!;
       const op = rand();
       // Every third run pauses at a named phase and is killed there; the others are killed at a
