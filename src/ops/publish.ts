@@ -422,7 +422,7 @@ async function publishRegistry(
     sign: options.sign,
   });
   const location = `${r.registry} namespace ${r.namespace}`;
-  const bytesReused = r.components.reduce((n, c) => n + (c.uploaded ? 0 : c.archiveSize), 0);
+  const bytesReused = r.components.reduce((n, c) => n + c.bytesReused, 0);
   return {
     status: r.status,
     method: 'registry',
@@ -458,10 +458,10 @@ async function publishRegistry(
         archiveSha256: c.archiveSha256,
         archiveSize: c.archiveSize,
         manifest: c.status === 'created' ? 'created' : 'existing',
-        chunks: 1,
-        chunksUploaded: c.uploaded ? 1 : 0,
-        bytesUploaded: c.uploaded ? c.archiveSize : 0,
-        bytesReused: c.uploaded ? 0 : c.archiveSize,
+        chunks: c.chunks,
+        chunksUploaded: c.chunksUploaded,
+        bytesUploaded: c.bytesUploaded,
+        bytesReused: c.bytesReused,
       })),
       bytesUploaded: r.bytesUploaded,
       bytesReused,

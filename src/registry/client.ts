@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { DeployToolError, type ErrorCode } from '../core/errors.js';
 import { registerSecret } from '../core/redact.js';
 
@@ -370,19 +370,32 @@ export function createRegistryClient(options: RegistryClientOptions) {
       if (res.status >= 400) return fail(res, 'HEAD', `api/v1/blobs/${sha256}`);
       return { size: Number(res.headers['content-length'] ?? 0) };
     },
-    /** Streams a local file as a blob; the server checks it against `sha256` before storing it. */
+    /**
+     * Streams a local file (or bytes [offset, offset+length) of it) as the blob `sha256`; the
+     * server checks it against `sha256` before storing it.
+     */
     async uploadBlobFile(
       sha256: string,
       path: string,
       onProgress?: (done: number, total: number) => void,
+      range?: { offset: number; length: number },
     ): Promise<{ status: 'created' | 'exists'; size: number }> {
-      const size = (await stat(path)).size;
+      const size = range ? range.length : (await stat(path)).size;
       const res = await request('PUT', `api/v1/blobs/${sha256}`, {
         headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
         idempotent: true,
         body: () => {
           let done = 0;
-          return createReadStream(path, { highWaterMark: 1024 * 1024 }).pipe(
+          const from = range
+            ? size === 0
+              ? Readable.from([])
+              : createReadStream(path, {
+                  start: range.offset,
+                  end: range.offset + range.length - 1,
+                  highWaterMark: 1024 * 1024,
+                })
+            : createReadStream(path, { highWaterMark: 1024 * 1024 });
+          return from.pipe(
             new Transform({
               transform(chunk: Buffer, _enc, cb) {
                 done += chunk.length;
@@ -399,6 +412,36 @@ export function createRegistryClient(options: RegistryClientOptions) {
         size: number;
       };
       return j;
+    },
+    /** The recipe of an archive stored as chunks; undefined when it is one blob (or unknown). */
+    async recipeText(sha256: string): Promise<string | undefined> {
+      const path = `api/v1/recipes/${sha256}`;
+      const res = await request('GET', path);
+      if (res.status === 404) {
+        res.body.resume();
+        return undefined;
+      }
+      if (res.status >= 400) return fail(res, 'GET', path);
+      return (await readAll(res.body, 64 * 1024 * 1024)).toString('utf8');
+    },
+    /**
+     * Declares archive `sha256` as the concatenation of chunks already uploaded as blobs (the
+     * recipe JSON of the bucket layout); the server checks the digest before it stores it.
+     */
+    async putRecipe(
+      sha256: string,
+      recipeText: string,
+    ): Promise<{ status: 'created' | 'exists'; size: number }> {
+      const res = await request('PUT', `api/v1/recipes/${sha256}`, {
+        headers: { 'content-type': 'application/json' },
+        body: Buffer.from(recipeText),
+        idempotent: true,
+      });
+      if (res.status >= 400) return fail(res, 'PUT', `api/v1/recipes/${sha256}`);
+      return JSON.parse((await readAll(res.body)).toString('utf8')) as {
+        status: 'created' | 'exists';
+        size: number;
+      };
     },
     async uploadBlob(sha256: string, data: Buffer): Promise<{ status: 'created' | 'exists'; size: number }> {
       const res = await request('PUT', `api/v1/blobs/${sha256}`, {

@@ -1,6 +1,7 @@
 /**
- * Publishing to a registry: for each component, upload the archive unless the registry already
- * has that content (content-addressed: nothing is sent twice), then the component manifest with
+ * Publishing to a registry: for each component, upload the archive's chunks the registry lacks
+ * (content-addressed: nothing is sent twice; the chunking of the bucket layout, so a new version
+ * sends only what changed), then its recipe, then the component manifest with
  * its metadata, then the release manifest last (it is what makes the release exist), then
  * optionally move a pointer (`latest`, ...) by compare-and-swap.
  */
@@ -21,6 +22,8 @@ import { storedArchive } from '../trust/encrypt.js';
 import { keyIdHex, loadSecretKey } from '../trust/keys.js';
 import { readSignatureFile } from '../trust/sign.js';
 import { signatureKeyId, signMessage, verifySignature } from '../trust/signature.js';
+import { uploadArchive } from '../store/bucket.js';
+import { createRegistryLayoutStore } from '../store/registry-layout.js';
 import { createRegistryClient, type ComponentInfo, type RegistryClient } from './client.js';
 
 export interface RegistryPublishOptions extends CommonOptions {
@@ -64,7 +67,13 @@ export interface RegistryPublishResult {
     version: string;
     archiveSha256: string;
     archiveSize: number;
+    /** Some content was sent (chunks the registry lacked). */
     uploaded: boolean;
+    /** Chunks of the archive (0 when the registry already had it), and how many were sent. */
+    chunks: number;
+    chunksUploaded: number;
+    bytesUploaded: number;
+    bytesReused: number;
     status: 'created' | 'unchanged';
   }[];
   bytesUploaded: number;
@@ -139,6 +148,7 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
     return sig;
   };
   const client = options.client ?? createRegistryClient({ url: options.registry, token: options.token });
+  const content = createRegistryLayoutStore({ namespace, client });
   try {
     const out: RegistryPublishResult['components'] = [];
     let bytesUploaded = 0;
@@ -147,22 +157,15 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
       const m = c.manifest;
       // What is stored and transferred: the ciphertext when the component is encrypted.
       const stored = storedArchive(m);
-      const have = await client.headBlob(stored.sha256);
-      let uploaded = false;
-      if (!have) {
-        options.onLog?.(`uploading ${stored.name} (${stored.size} bytes)`);
-        await client.uploadBlobFile(stored.sha256, c.archivePath, (done, total) =>
-          options.onProgress?.({
-            phase: 'upload',
-            item: `${c.ref.type}:${c.ref.version}`,
-            done,
-            total,
-            unit: 'bytes',
-          }),
-        );
-        uploaded = true;
-        bytesUploaded += stored.size;
-      }
+      // The same chunks as in a bucket: only those the registry lacks are sent, then the recipe
+      // (which the server checks concatenates to the archive). Already there: nothing is sent.
+      const up = await uploadArchive(content, m, c.archivePath, {
+        onLog: options.onLog,
+        onProgress: options.onProgress,
+        item: `${c.ref.type}:${c.ref.version}`,
+      });
+      const uploaded = up.bytesUploaded > 0;
+      bytesUploaded += up.bytesUploaded;
       const r = await client.putComponent(namespace, c.ref.type, c.ref.version, c.text, options.metadata);
       out.push({
         type: c.ref.type,
@@ -170,6 +173,10 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
         archiveSha256: stored.sha256,
         archiveSize: stored.size,
         uploaded,
+        chunks: up.chunks,
+        chunksUploaded: up.chunksUploaded,
+        bytesUploaded: up.bytesUploaded,
+        bytesReused: up.bytesReused,
         status: r.status === 'unchanged' ? 'unchanged' : 'created',
       });
       const p = releaseComponentPaths(c.ref, stored.name);

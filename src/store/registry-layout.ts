@@ -2,13 +2,25 @@
  * A registry namespace seen through the bucket layout (src/store/bucket.ts), so that the bucket
  * ReleaseSource (src/deploy/sources/s3.ts) deploys from a registry exactly as from S3: download
  * cache, parallel range requests, resume, and mirrors in either direction (a registry mirror of
- * an S3 store, an S3 or filesystem mirror of a registry store). Read side only; publishing to a
- * registry goes through src/registry/publish.ts.
+ * an S3 store, an S3 or filesystem mirror of a registry store). For writing, only the content:
+ * src/registry/publish.ts uploads archives through uploadArchive() (src/store/bucket.ts), the
+ * same chunking as for S3, so a new version sends only the chunks the registry lacks:
+ *
+ *   put blobs/sha256/HEX                  -> PUT /api/v1/blobs/HEX (a chunk; the server checks it)
+ *   put archives/sha256/HEX.json (recipe) -> PUT /api/v1/recipes/HEX (the server checks that the
+ *                                            chunks concatenate to HEX before it stores it)
+ *
+ * Manifests, releases, pointers and signatures are written by src/registry/publish.ts through
+ * their own endpoints (they carry metadata and are validated there).
  *
  *   components/TYPE/VERSION/manifest.json -> GET /api/v1/namespaces/NS/components/TYPE/VERSION/manifest
  *   releases/R/release.json               -> GET /api/v1/namespaces/NS/releases/R/manifest
- *   archives/sha256/HEX.json (recipe)     -> synthesized: one chunk, the whole archive HEX
- *   blobs/sha256/HEX                      -> ranges of the component's archive (counted as one download)
+ *   archives/sha256/HEX.json (recipe)     -> GET /api/v1/recipes/HEX when the archive is stored as
+ *                                            chunks; else synthesized: one chunk, the whole archive
+ *   blobs/sha256/HEX                      -> ranges of the component's archive (counted as one
+ *                                            download); a chunk of a recipe read here is the range
+ *                                            of its archive it covers, so the download cache reuses
+ *                                            unchanged chunks across versions exactly as with S3
  *   pointers/NAME.json                    -> GET /api/v1/namespaces/NS/pointers/NAME
  *   components/TYPE/VERSION/manifest.json.minisig
  *                                         -> GET /api/v1/namespaces/NS/components/TYPE/VERSION/signature
@@ -26,8 +38,8 @@ import { createRegistryClient, type RegistryClient } from '../registry/client.js
 import { resolveRegistry } from '../registry/credentials.js';
 import type { ComponentManifest } from '../manifest/component.js';
 import { storedArchive } from '../trust/encrypt.js';
-import { RECIPE_SCHEMA_VERSION, keys, type ArchiveRecipe } from './bucket.js';
-import { checkKey, type ObjectInfo, type Store } from './types.js';
+import { RECIPE_SCHEMA_VERSION, keys, recipeSchema, type ArchiveRecipe } from './bucket.js';
+import { checkKey, type ObjectInfo, type PutResult, type Store } from './types.js';
 
 export interface RegistryLayoutStoreOptions {
   /** Registry URL; default: DEPLOY_TOOL_REGISTRY, else the last URL logged in to. */
@@ -49,6 +61,9 @@ const readOnly = (location: string): DeployToolError =>
   new DeployToolError('ERR_USAGE', `${location}: a registry store is written only by publish`, {
     hint: 'Publish with deploy-tool publish ... --method registry --registry URL (or --store NAME).',
   });
+
+const putResult = (r: { status: 'created' | 'exists' }): PutResult =>
+  r.status === 'created' ? { status: 'created' } : { status: 'exists' };
 
 export function createRegistryLayoutStore(o: RegistryLayoutStoreOptions): RegistryLayoutStore {
   const ns = o.namespace;
@@ -86,10 +101,35 @@ export function createRegistryLayoutStore(o: RegistryLayoutStoreOptions): Regist
     archives.set(a.sha256, { type: m.type, version: m.version, name: a.name, size: a.size, frames });
   };
 
+  /** chunk sha256 -> where it lies in its archive, learnt from the recipes read. */
+  const chunkOf = new Map<string, { archive: string; offset: number; size: number }>();
+  const learnRecipe = (archive: string, text: string): boolean => {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      return false;
+    }
+    const r = recipeSchema.safeParse(raw);
+    if (!r.success || r.data.archive.sha256 !== archive) return false;
+    for (const c of r.data.chunks)
+      if (c.sha256 !== archive) chunkOf.set(c.sha256, { archive, offset: c.offset, size: c.size });
+    return true;
+  };
+
   const blobPath = (c: RegistryClient, sha: string): string | undefined => {
     const a = archives.get(sha);
     return a ? c.archivePath(ns, a.type, a.version) : undefined;
   };
+
+  /** Reads [offset, offset+length) of an archive; the range at 0 counts one download of it. */
+  const readArchiveRange = (
+    c: RegistryClient,
+    sha: string,
+    offset: number,
+    length: number,
+  ): Promise<Buffer> =>
+    c.readBlobRange(sha, offset, length, { continuation: offset > 0, path: blobPath(c, sha) });
 
   const get = async (key: string): Promise<Buffer | undefined> => {
     const p = checkKey('registry', key).split('/');
@@ -115,6 +155,12 @@ export function createRegistryLayoutStore(o: RegistryLayoutStoreOptions): Regist
     if (p[0] === 'archives' && p[1] === 'sha256' && p.length === 3 && p[2]?.endsWith('.json')) {
       const sha = p[2].slice(0, -'.json'.length);
       if (!HEX.test(sha)) return undefined;
+      const stored = await c.recipeText(sha);
+      // A recipe the source cannot use is returned as it is: the source's check reports it.
+      if (stored !== undefined) {
+        learnRecipe(sha, stored);
+        return Buffer.from(stored);
+      }
       const known = archives.get(sha);
       const size = known?.size ?? (await c.headBlob(sha))?.size;
       if (size === undefined) return undefined;
@@ -126,8 +172,11 @@ export function createRegistryLayoutStore(o: RegistryLayoutStoreOptions): Regist
       };
       return Buffer.from(`${JSON.stringify(recipe)}\n`);
     }
-    if (p[0] === 'blobs' && p[1] === 'sha256' && p.length === 3 && p[2] && HEX.test(p[2]))
+    if (p[0] === 'blobs' && p[1] === 'sha256' && p.length === 3 && p[2] && HEX.test(p[2])) {
+      const ch = chunkOf.get(p[2]);
+      if (ch) return readArchiveRange(c, ch.archive, ch.offset, ch.size);
       return c.getBlob(p[2]);
+    }
     if (p[0] === 'pointers' && p.length === 2 && p[1]?.endsWith('.json')) {
       const ptr = await c.getPointer(ns, p[1].slice(0, -'.json'.length));
       if (!ptr) return undefined;
@@ -145,6 +194,12 @@ export function createRegistryLayoutStore(o: RegistryLayoutStoreOptions): Regist
     return undefined;
   };
 
+  const blobSha = (key: string): string => {
+    const p = checkKey('registry', key).split('/');
+    if (p.length === 3 && p[0] === 'blobs' && p[1] === 'sha256' && p[2] && HEX.test(p[2])) return p[2];
+    throw readOnly(store.location);
+  };
+
   const store: RegistryLayoutStore = {
     driver: 'registry',
     get location(): string {
@@ -157,6 +212,8 @@ export function createRegistryLayoutStore(o: RegistryLayoutStoreOptions): Regist
     async head(key): Promise<ObjectInfo | undefined> {
       const p = key.split('/');
       if (p[0] === 'blobs' && p[2] && HEX.test(p[2])) {
+        const ch = chunkOf.get(p[2]);
+        if (ch) return { key, size: ch.size, etag: p[2] };
         const h = await (await getClient()).headBlob(p[2]);
         return h ? { key, size: h.size, etag: p[2] } : undefined;
       }
@@ -168,8 +225,11 @@ export function createRegistryLayoutStore(o: RegistryLayoutStoreOptions): Regist
       const p = checkKey('registry', key).split('/');
       if (p[0] === 'blobs' && p[1] === 'sha256' && p[2] && HEX.test(p[2])) {
         const c = await getClient();
+        const ch = chunkOf.get(p[2]);
         // The range at 0 counts one download of the component; the others are continuations.
-        return c.readBlobRange(p[2], offset, length, { continuation: offset > 0, path: blobPath(c, p[2]) });
+        return ch
+          ? readArchiveRange(c, ch.archive, ch.offset + offset, length)
+          : readArchiveRange(c, p[2], offset, length);
       }
       const data = await get(key);
       if (!data)
@@ -180,16 +240,36 @@ export function createRegistryLayoutStore(o: RegistryLayoutStoreOptions): Regist
     },
     async getStream(key, range) {
       const p = checkKey('registry', key).split('/');
-      if (p[0] === 'blobs' && p[2] && HEX.test(p[2])) return (await getClient()).blobStream(p[2], range);
+      if (p[0] === 'blobs' && p[2] && HEX.test(p[2])) {
+        const ch = chunkOf.get(p[2]);
+        if (ch)
+          return (await getClient()).blobStream(ch.archive, {
+            offset: ch.offset + (range?.offset ?? 0),
+            length: range?.length ?? ch.size,
+          });
+        return (await getClient()).blobStream(p[2], range);
+      }
       const data = await get(key);
       if (!data) throw Object.assign(new Error(`${store.location}: ${key} not found`), { code: 'ENOENT' });
       return Readable.from([range ? data.subarray(range.offset, range.offset + range.length) : data]);
     },
-    put() {
-      return Promise.reject(readOnly(store.location));
+    async put(key, data): Promise<PutResult> {
+      const p = checkKey('registry', key).split('/');
+      const c = await getClient();
+      const sha = p[2]?.endsWith('.json') ? p[2].slice(0, -'.json'.length) : p[2];
+      if (p.length === 3 && p[1] === 'sha256' && sha && HEX.test(sha)) {
+        const buf = typeof data === 'string' ? Buffer.from(data) : data;
+        if (p[0] === 'blobs' && !p[2]?.endsWith('.json')) return putResult(await c.uploadBlob(sha, buf));
+        if (p[0] === 'archives' && p[2]?.endsWith('.json'))
+          return putResult(await c.putRecipe(sha, buf.toString('utf8')));
+      }
+      throw readOnly(store.location);
     },
-    putFile() {
-      return Promise.reject(readOnly(store.location));
+    async putFile(key, path): Promise<PutResult> {
+      return putResult(await (await getClient()).uploadBlobFile(blobSha(key), path));
+    },
+    async putFileRange(key, path, range): Promise<PutResult> {
+      return putResult(await (await getClient()).uploadBlobFile(blobSha(key), path, undefined, range));
     },
     async list(prefix) {
       const c = await getClient();

@@ -114,7 +114,9 @@ describe('access matrix', () => {
         const roleOk = ROLE_RANK[role] >= ACTION_RANK[need.action];
         // Content is read through a namespace that holds it, even though the route is global;
         // publishers may HEAD any content (to skip uploading it again).
-        const blob = route.path === '/api/v1/blobs/:sha' && route.method === 'GET';
+        const blob =
+          (route.path === '/api/v1/blobs/:sha' || route.path === '/api/v1/recipes/:sha') &&
+          route.method === 'GET';
         const contentRead = blob && !(method === 'HEAD' && ROLE_RANK[role] >= ROLE_RANK.publisher);
         const scopeOk = scope === 'own' || (need.ns === 'any' && !contentRead);
         const r = await call(token);

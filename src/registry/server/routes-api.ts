@@ -15,7 +15,7 @@ import {
   scopeWithin,
 } from './auth.js';
 import { storedArchive } from '../../trust/encrypt.js';
-import { blobKey, receiveBlob, serveBlob } from './content.js';
+import { blobKey, receiveBlob, receiveRecipe, resolveContent, sendRecipe, serveBlob } from './content.js';
 import { HttpError, readBody, readJson, sendJson, sendText } from './http.js';
 import type { ComponentMetadata, ComponentRow, ReleaseRow, Role } from './repo/types.js';
 import {
@@ -176,6 +176,32 @@ export function encryptionOf(
   }
 }
 
+/**
+ * Who may read content `sha`: the namespaces holding it that the token may read. Whoever holds the
+ * bytes knows their sha256: publishers may check existence (HEAD) of any content, to skip uploads.
+ * Reading content needs a namespace that holds it, except for content not yet part of any
+ * component (visible to publishers, who upload it).
+ */
+async function contentReaders(
+  ctx: RouteContext,
+  app: RegistryApp,
+  sha: string,
+): Promise<{ namespace: string; type: string; version: string; isArchive: boolean }[]> {
+  const refs = await app.repo.blobNamespaces(sha);
+  const readable = refs.filter((r) => can(ctx.principal, 'read', r.namespace));
+  if (readable.length === 0) {
+    const publisher = await app.authorize(ctx, 'write', 'any');
+    if (!(ctx.method === 'HEAD' && publisher)) {
+      if (refs.length > 0) {
+        app.metrics.authFailure('forbidden');
+        throw new HttpError('ERR_FORBIDDEN', 'this token may not read the namespaces that hold this content');
+      }
+      if (!publisher) throw new HttpError('ERR_NOT_FOUND', `no content with sha256 ${sha}`);
+    }
+  }
+  return readable;
+}
+
 async function manifestBytes(app: RegistryApp, sha256: string): Promise<Buffer> {
   const data = await app.store.get(blobKey(sha256));
   if (!data) {
@@ -308,26 +334,19 @@ export const apiRoutes: Route[] = [
     need: { kind: 'action', action: 'read', ns: 'any' },
     async handle(ctx, app) {
       const sha = ctx.params.sha ?? '';
-      const refs = await app.repo.blobNamespaces(sha);
-      const readable = refs.filter((r) => can(ctx.principal, 'read', r.namespace));
-      if (readable.length === 0) {
-        // Whoever holds the bytes knows their sha256: publishers may check existence (HEAD) of
-        // any content, to skip uploads. Reading content needs a namespace that holds it, except
-        // for content not yet part of any component (visible to publishers, who upload it).
-        const publisher = await app.authorize(ctx, 'write', 'any');
-        if (!(ctx.method === 'HEAD' && publisher)) {
-          if (refs.length > 0) {
-            app.metrics.authFailure('forbidden');
-            throw new HttpError(
-              'ERR_FORBIDDEN',
-              'this token may not read the namespaces that hold this content',
-            );
-          }
-          if (!publisher) throw new HttpError('ERR_NOT_FOUND', `no content with sha256 ${sha}`);
-        }
-      }
+      const readable = await contentReaders(ctx, app, sha);
       const archive = readable.find((r) => r.isArchive);
       await serveBlob(ctx, app, sha, { attribution: archive });
+    },
+  },
+  {
+    method: 'GET',
+    path: '/api/v1/recipes/:sha',
+    need: { kind: 'action', action: 'read', ns: 'any' },
+    async handle(ctx, app) {
+      const sha = ctx.params.sha ?? '';
+      await contentReaders(ctx, app, sha);
+      await sendRecipe(ctx, app, sha);
     },
   },
   {
@@ -335,6 +354,12 @@ export const apiRoutes: Route[] = [
     path: '/api/v1/blobs/:sha',
     need: { kind: 'action', action: 'write', ns: 'any' },
     handle: (ctx, app) => receiveBlob(ctx, app, ctx.params.sha ?? ''),
+  },
+  {
+    method: 'PUT',
+    path: '/api/v1/recipes/:sha',
+    need: { kind: 'action', action: 'write', ns: 'any' },
+    handle: (ctx, app) => receiveRecipe(ctx, app, ctx.params.sha ?? ''),
   },
 
   // ---- components ----
@@ -415,11 +440,11 @@ export const apiRoutes: Route[] = [
       // The stored archive: the ciphertext when the component is encrypted (the manifest keeps the
       // plaintext's digests too, checked by the deploy after decryption).
       const stored = storedArchive(manifest);
-      const archive = await app.store.head(blobKey(stored.sha256));
+      const archive = await resolveContent(app, stored.sha256);
       if (!archive)
         throw new HttpError(
           'ERR_BLOB_MISSING',
-          `upload the archive first: PUT /api/v1/blobs/${stored.sha256}`,
+          `upload the archive first: PUT /api/v1/blobs/${stored.sha256} (or its chunks, then PUT /api/v1/recipes/${stored.sha256})`,
         );
       if (archive.size !== stored.size)
         throw new HttpError(
