@@ -357,6 +357,8 @@ export async function benchRegistry(ctx) {
     await rm(dataDir, { recursive: true, force: true });
   }
 
+  if (process.env.BENCH_REGISTRY_INCREMENTAL !== '0') await incrementalBench(ctx);
+
   if (process.env.BENCH_REGISTRY_SEARCH === '0') {
     log('registry: search skipped (BENCH_REGISTRY_SEARCH=0)');
     return;
@@ -370,6 +372,117 @@ export async function benchRegistry(ctx) {
     target: 'median < 50 ms',
     pass: search.medianMs < 50,
   };
+}
+
+/** Runs the built CLI with --json; returns its wall time and JSON result (throws on failure). */
+function timedCli(ctx, args, cwd, env) {
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, [ctx.CLI, ...args, '--json'], {
+    cwd,
+    env: { ...process.env, NO_COLOR: '1', ...env },
+    encoding: 'utf8',
+    maxBuffer: 64 * MiB,
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  if (r.status !== 0) throw new Error(`${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+  return { seconds, json: JSON.parse(r.stdout) };
+}
+
+/**
+ * Incremental transfers through `serve`, as the S3 figures: model 1.1.0 differs from 1.0.0 in one
+ * of 8 weight files; publish and deploy of it against the full publish and deploy of 1.0.0.
+ */
+async function incrementalBench(ctx) {
+  const { log, round, results } = ctx;
+  const { ensureModelV2, CHANGED_FILE } = await import('./s3.mjs');
+  log('registry: model 1.0.0 and 1.1.0 (one of 8 weight files changed) through serve: publish, deploy');
+  const modelV2 = ensureModelV2(ctx);
+  const project = ctx.freshProject('registry-project');
+  ctx.runCli(['pack', ctx.MODEL, '--type', 'model', '--version', '1.0.0'], project);
+  ctx.runCli(['pack', modelV2, '--type', 'model', '--version', '1.1.0'], project);
+  const changedFileBytes = statSync(join(modelV2, CHANGED_FILE)).size;
+  const dataDir = join(ctx.WORK, 'registry-incremental');
+  await rm(dataDir, { recursive: true, force: true });
+  const reg = await startRegistry(ctx.CLI, dataDir);
+  const rss = sampler(reg.child.pid);
+  const env = { DEPLOY_TOOL_TOKEN: TOKEN, DEPLOY_TOOL_CREDENTIALS: join(dataDir, 'none.json') };
+  const flags = ['--method', 'registry', '--registry', reg.url];
+  const target = join(ctx.WORK, 'registry-target');
+  const cache = join(ctx.WORK, 'registry-cache');
+  await rm(target, { recursive: true, force: true });
+  await rm(cache, { recursive: true, force: true });
+  try {
+    const pub = (c, r) =>
+      timedCli(ctx, ['publish', '--component', c, '--release-version', r, ...flags], project, env);
+    const dep = (r) =>
+      timedCli(
+        ctx,
+        [
+          'deploy',
+          '--release',
+          r,
+          '--target',
+          target,
+          '--namespace',
+          'bench',
+          ...flags,
+          '--cache-dir',
+          cache,
+        ],
+        project,
+        env,
+      );
+    spawnSync('sync');
+    const p1 = pub('model:1.0.0', '1.0.0');
+    const d1 = dep('1.0.0');
+    spawnSync('sync');
+    const p2 = pub('model:1.1.0', '2.0.0');
+    const d2 = dep('2.0.0');
+    const up = p2.json.store.bytesUploaded;
+    const down = d2.json.transfer.bytesDownloaded;
+    log(
+      `  full publish ${p1.seconds.toFixed(2)} s, incremental ${p2.seconds.toFixed(2)} s (${up} bytes); ` +
+        `full deploy ${d1.seconds.toFixed(2)} s, incremental ${d2.seconds.toFixed(2)} s (${down} bytes)`,
+    );
+    const inc = (what, command, bytes, seconds, full, extra) => ({
+      command,
+      changedFile: `${CHANGED_FILE} (${changedFileBytes} bytes raw) of 8 weight files`,
+      changedFileBytes,
+      bytes,
+      bytesRatio: round(bytes / changedFileBytes),
+      seconds: round(seconds),
+      fullOperationSeconds: round(full),
+      timeRatio: round(seconds / full),
+      ...extra,
+      target: `${what} <= 1.05 x the changed file (as for S3)`,
+      pass: bytes <= 1.05 * changedFileBytes,
+    });
+    results.figures.registryIncrementalPublish = inc(
+      'bytes uploaded',
+      'deploy-tool publish --component model:1.1.0 --release-version 2.0.0 --method registry (the registry has model:1.0.0)',
+      up,
+      p2.seconds,
+      p1.seconds,
+      {
+        bytesFrom: 'publish --json store.bytesUploaded',
+        chunksUploaded: p2.json.store.components[0]?.chunksUploaded,
+        // The server reads every chunk of a new archive through one sha256 before it stores the recipe.
+        serverPeakRssMB: round(rss.peak / 1e6, 1),
+      },
+    );
+    results.figures.registryIncrementalDeploy = inc(
+      'bytes downloaded',
+      'deploy-tool deploy --release 2.0.0 --method registry on the target at 1.0.0, same --cache-dir',
+      down,
+      d2.seconds,
+      d1.seconds,
+      { bytesFrom: 'deploy --json transfer.bytesDownloaded' },
+    );
+  } finally {
+    rss.stop();
+    await reg.stop();
+    for (const d of [dataDir, target, cache, project]) await rm(d, { recursive: true, force: true });
+  }
 }
 
 /** Rows for run.mjs's summary table. */
@@ -401,6 +514,11 @@ export function registryRows(f, add) {
       f.registryRss.target,
       f.registryRss.pass,
     );
+  for (const [label, x] of [
+    ['registry incremental publish (bytes / file)', f.registryIncrementalPublish],
+    ['registry incremental deploy (bytes / file)', f.registryIncrementalDeploy],
+  ])
+    if (x) add(label, x.changedFileBytes, x.bytes, x.bytesRatio, x.target, x.pass);
   if (f.registrySearch)
     add(
       'registry search 10k (ms)',

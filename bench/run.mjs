@@ -525,7 +525,19 @@ async function main() {
   }
   if (want('registry')) {
     results.runs.registry = Number(process.env.BENCH_REGISTRY_RUNS ?? 3);
-    await benchRegistry({ log, round, median, results, runCli, freshProject, CLI, DATA, WORK });
+    await benchRegistry({
+      log,
+      round,
+      median,
+      results,
+      runCli,
+      freshProject,
+      writeNoise,
+      CLI,
+      DATA,
+      WORK,
+      MODEL,
+    });
   }
   writeResults();
   printTable();

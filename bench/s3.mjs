@@ -38,7 +38,7 @@ const MiB = 1024 * 1024;
 const PART = 16 * MiB;
 const IN_FLIGHT = 4;
 /** The weight file that differs in the second model version (model-v2/). */
-const CHANGED_FILE = 'weights-03.bin';
+export const CHANGED_FILE = 'weights-03.bin';
 
 // ---------------------------------------------------------------------------------------------
 // the plain SDK side (child process)
@@ -121,7 +121,7 @@ function ceph(log) {
 }
 
 /** The second model version: the same files (hard links) but one weight file regenerated. */
-function ensureModelV2(ctx) {
+export function ensureModelV2(ctx) {
   const dir = join(ctx.DATA, 'model-v2');
   const marker = join(dir, '.complete');
   if (existsSync(marker)) return dir;

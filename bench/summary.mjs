@@ -28,6 +28,8 @@ function measured(key, f) {
     return `+${num(f.growthMB, 0)} MB RSS (peak ${num(f.serverPeakRssMB, 0)} MB)`;
   if (key === 'registrySearch') return `median ${num(f.medianMs, 1)} ms`;
   if (key === 's3PeakRss') return `publish ${num(f.publishMB, 0)} MB, deploy ${num(f.deployMB, 0)} MB`;
+  if (key === 'registryIncrementalPublish' || key === 'registryIncrementalDeploy')
+    return `${num(f.bytesRatio)}x the file's bytes (${num(f.seconds, 2)} s vs ${num(f.fullOperationSeconds, 2)} s in full)`;
   if (key === 's3IncrementalPublish' || key === 's3IncrementalDeploy')
     return `${num(f.bytesRatio)}x the file's bytes, ${num(f.timeRatio)}x the time`;
   if (key === 's3Republish') return `${f.newBlobBytesInBucket ?? '?'} new content bytes`;
