@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { DeployToolError, errnoCode } from './errors.js';
+import { toolVersion } from './version.js';
 
 export const CONFIG_FILE = '.deploy-tool.yaml';
 export const CONFIG_SCHEMA_VERSION = 1;
@@ -196,6 +197,21 @@ export function parseConfig(text: string, where: string): LoadedConfig {
         'or a standard credentials file (AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE, ~/.aws/credentials). ' +
         'Where an option names the variable that holds a secret, use its *_env form (for example --passphrase-env).',
     });
+  }
+  const version = (raw as { schema_version?: unknown } | null)?.schema_version;
+  if (typeof raw === 'object' && raw !== null && version !== CONFIG_SCHEMA_VERSION) {
+    const newer = typeof version === 'number' && version > CONFIG_SCHEMA_VERSION;
+    throw new DeployToolError(
+      'ERR_CONFIG_INVALID',
+      version === undefined
+        ? `${where}: schema_version is missing (this deploy-tool reads schema_version ${CONFIG_SCHEMA_VERSION})`
+        : `${where}: schema_version ${JSON.stringify(version)} is not one this deploy-tool reads (it reads ${CONFIG_SCHEMA_VERSION})`,
+      {
+        hint: newer
+          ? `The file was written by a newer deploy-tool: upgrade deploy-tool (this is ${toolVersion()}).`
+          : `Set "schema_version: ${CONFIG_SCHEMA_VERSION}" at the top of ${CONFIG_FILE}; docs/formats.md lists its fields.`,
+      },
+    );
   }
   const result = configSchema.safeParse(raw);
   if (!result.success) {

@@ -188,6 +188,28 @@ describe('.deploy-tool.yaml (parseConfig)', () => {
     ).toMatch(/defaults\.level/);
   });
 
+  it('says which schema_version it reads, and whether to upgrade or fix the file', () => {
+    const newer = refused(
+      () => parseConfig(BASE.replace('schema_version: 1', 'schema_version: 3'), 'cfg'),
+      'ERR_CONFIG_INVALID',
+    );
+    expect(newer.message).toBe(
+      `cfg: schema_version 3 is not one this deploy-tool reads (it reads ${CONFIG_SCHEMA_VERSION})`,
+    );
+    expect(newer.hint).toMatch(/newer deploy-tool: upgrade/);
+    const odd = refused(
+      () => parseConfig(BASE.replace('schema_version: 1', 'schema_version: "one"'), 'cfg'),
+      'ERR_CONFIG_INVALID',
+    );
+    expect(odd.message).toContain('schema_version "one"');
+    expect(odd.hint).toContain(`schema_version: ${CONFIG_SCHEMA_VERSION}`);
+    const missing = refused(
+      () => parseConfig(BASE.replace('schema_version: 1\n', ''), 'cfg'),
+      'ERR_CONFIG_INVALID',
+    );
+    expect(missing.message).toContain('schema_version is missing');
+  });
+
   it('refuses a document that is not a mapping', () => {
     refused(() => parseConfig('- a\n- b\n', 'cfg'), 'ERR_CONFIG_INVALID');
     refused(() => parseConfig('', 'cfg'), 'ERR_CONFIG_INVALID');
