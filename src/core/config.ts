@@ -199,7 +199,7 @@ export function parseConfig(text: string, where: string): LoadedConfig {
     });
   }
   const version = (raw as { schema_version?: unknown } | null)?.schema_version;
-  if (typeof raw === 'object' && raw !== null && version !== CONFIG_SCHEMA_VERSION) {
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw) && version !== CONFIG_SCHEMA_VERSION) {
     const newer = typeof version === 'number' && version > CONFIG_SCHEMA_VERSION;
     throw new DeployToolError(
       'ERR_CONFIG_INVALID',

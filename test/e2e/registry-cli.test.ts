@@ -4,7 +4,7 @@
  * publishing through the registry client, `search`, `info`, a deploy through the registry
  * ReleaseSource (verified, range reads), `stats`, `audit`, and the registry Store driver.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,13 +12,21 @@ import { createRegistryReleaseSource } from '../../src/deploy/sources/registry.j
 import { deploy } from '../../src/ops/deploy.js';
 import { publishToRegistry } from '../../src/registry/publish.js';
 import { createRegistryStore } from '../../src/store/drivers/registry.js';
-import { CLI, cleanupTempDirs, makeProject, noise, runCli, runJson, tempDir } from '../helpers/cli.js';
+import {
+  cleanupTempDirs,
+  makeProject,
+  noise,
+  runCli,
+  runJson,
+  startServe,
+  tempDir,
+  type Served,
+} from '../helpers/cli.js';
 
 const BOOT = 'dtr_e2e-bootstrap-0123456789abcdef0123';
-let server: ChildProcess | undefined;
+let server: Served | undefined;
 let url = '';
 let home = '';
-let serverErr = '';
 let env: Record<string, string>;
 
 beforeAll(async () => {
@@ -26,35 +34,11 @@ beforeAll(async () => {
   home = await tempDir('home-');
   await writeFile(join(data, 'boot'), `${BOOT}\n`);
   env = { DEPLOY_TOOL_CREDENTIALS: join(home, 'credentials.json'), DEPLOY_TOOL_TOKEN: '' };
-  server = spawn(
-    process.execPath,
-    [CLI, 'serve', '--data', data, '--port', '0', '--bootstrap-token-file', 'boot'],
-    {
-      cwd: data,
-      env: { ...process.env, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  server.stderr?.on('data', (c: Buffer) => (serverErr += c.toString()));
-  url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`serve did not start: ${out} ${serverErr}`)), 20_000);
-    server?.stdout?.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1]) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-  });
+  server = await startServe(data, ['--bootstrap-token-file', 'boot']);
+  url = server.url;
 });
 afterAll(async () => {
-  if (server && server.exitCode === null) {
-    const done = new Promise((r) => server?.once('exit', r));
-    server.kill('SIGTERM');
-    await done;
-  }
+  await server?.stop();
   await cleanupTempDirs();
 });
 
@@ -660,6 +644,7 @@ stores:
   });
 
   it('never prints a token in the server log', () => {
+    const serverErr = server?.stderr() ?? '';
     expect(serverErr).toContain('GET /api/v1/whoami');
     expect(serverErr).not.toContain(BOOT);
     expect(serverErr).not.toContain(publisher);

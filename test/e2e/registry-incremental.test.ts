@@ -5,19 +5,20 @@
  * recipe), and a deploy downloads about that file only, from the files already on the target or
  * from the download cache of chunks the previous version had. Everything runs the built CLI.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  CLI,
   cleanupTempDirs,
+  compressedFileBytes,
   makeProject,
   noise,
   runCli,
   runJson,
+  startServe,
   tempDir,
   writeTree,
+  type Served,
 } from '../helpers/cli.js';
 
 const BOOT = 'dtr_incremental-bootstrap-0123456789abcdef';
@@ -25,11 +26,10 @@ const MiB = 1024 * 1024;
 const W = [0, 1, 2, 3].map((i) => noise(2 * MiB + i * 1000, 200 + i));
 const W2 = noise(2 * MiB + 2000, 777);
 
-let server: ChildProcess | undefined;
+let server: Served | undefined;
 let url = '';
 let project = '';
 let env: Record<string, string>;
-let serverLog = '';
 
 async function ok(args: string[], extra: Record<string, string> = {}, cwd = project): Promise<any> {
   const r = await runJson<any>(args, { cwd, env: { ...env, ...extra } });
@@ -38,44 +38,16 @@ async function ok(args: string[], extra: Record<string, string> = {}, cwd = proj
   return r.json;
 }
 
-/** Compressed bytes of one file of a packed component: the frames that hold its data. */
-async function compressedSize(version: string, path: string): Promise<number> {
-  const m = JSON.parse(
-    await readFile(join(project, 'deployment', 'manifests', `model-${version}.manifest.json`), 'utf8'),
-  );
-  const f = (m.files as { path: string; offset: number; size: number }[]).find((x) => x.path === path)!;
-  return (m.frames as { tarOffset: number; tarSize: number; size: number }[])
-    .filter((fr) => fr.tarOffset >= f.offset && fr.tarOffset + fr.tarSize <= f.offset + f.size)
-    .reduce((s, fr) => s + fr.size, 0);
-}
+const compressedSize = (version: string, path: string): Promise<number> =>
+  compressedFileBytes(project, 'model', version, path);
 
 const reg = (): string[] => ['--method', 'registry', '--registry', url];
 
 beforeAll(async () => {
   const data = await tempDir('serve-');
   await writeFile(join(data, 'boot'), `${BOOT}\n`);
-  server = spawn(
-    process.execPath,
-    [CLI, 'serve', '--data', data, '--port', '0', '--bootstrap-token-file', 'boot'],
-    {
-      cwd: data,
-      env: { ...process.env, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  server.stderr?.on('data', (c: Buffer) => (serverLog += c.toString()));
-  url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`serve did not start: ${out} ${serverLog}`)), 20_000);
-    server?.stdout?.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1]) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-  });
+  server = await startServe(data, ['--bootstrap-token-file', 'boot']);
+  url = server.url;
   env = { DEPLOY_TOOL_TOKEN: BOOT, DEPLOY_TOOL_CREDENTIALS: join(data, 'no-credentials.json') };
   project = await makeProject({
     'models/w0.bin': W[0]!,
@@ -96,11 +68,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (server && server.exitCode === null) {
-    const done = new Promise((r) => server?.once('exit', r));
-    server.kill('SIGTERM');
-    await done;
-  }
+  await server?.stop();
   await cleanupTempDirs();
 });
 

@@ -1,8 +1,8 @@
 /**
  * Test helpers: run the built CLI as a user would, in temporary folders built from inline files.
  */
-import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile, symlink } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -113,4 +113,67 @@ export async function makeProject(extra: Tree = {}): Promise<string> {
     ...extra,
   });
   return dir;
+}
+
+export interface Served {
+  url: string;
+  child: ChildProcess;
+  /** What the server wrote to stderr so far. */
+  stderr(): string;
+  /** SIGTERM, then waits for the exit. */
+  stop(): Promise<void>;
+}
+
+/** Starts `deploy-tool serve --data DIR --port 0 ...` (the built CLI) and waits for its URL. */
+export async function startServe(dataDir: string, args: string[] = []): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--data', dataDir, '--port', '0', ...args], {
+    cwd: dataDir,
+    env: { ...process.env, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`serve did not start: ${out} ${err}`)), 20_000);
+    child.stdout?.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolveUrl(m[1]);
+      }
+    });
+  });
+  return {
+    url,
+    child,
+    stderr: () => err,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const done = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await done;
+    },
+  };
+}
+
+/** Compressed bytes of one file of a packed component: the frames that hold its data. */
+export async function compressedFileBytes(
+  project: string,
+  type: string,
+  version: string,
+  path: string,
+): Promise<number> {
+  const m = JSON.parse(
+    await readFile(join(project, 'deployment', 'manifests', `${type}-${version}.manifest.json`), 'utf8'),
+  ) as {
+    files: { path: string; offset: number; size: number }[];
+    frames: { tarOffset: number; tarSize: number; size: number }[];
+  };
+  const f = m.files.find((x) => x.path === path);
+  if (!f) throw new Error(`${path} is not in ${type}:${version}`);
+  return m.frames
+    .filter((fr) => fr.tarOffset >= f.offset && fr.tarOffset + fr.tarSize <= f.offset + f.size)
+    .reduce((s, fr) => s + fr.size, 0);
 }

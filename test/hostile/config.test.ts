@@ -94,7 +94,7 @@ const cases: [string, string, string, RegExp][] = [
     'unknown schema version',
     head.replace('schema_version: 1', 'schema_version: 7'),
     'ERR_CONFIG_INVALID',
-    /x\.yaml: schema_version: .*expected 1/,
+    /x\.yaml: schema_version 7 is not one this deploy-tool reads \(it reads 1\)/,
   ],
   [
     'wrong type',
