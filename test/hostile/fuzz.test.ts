@@ -423,8 +423,8 @@ describe('mutated archives through the real deploy engine (manifest re-hashed to
           ],
         },
       );
-      if (label === 'uncompressed') expect(seen.deployed).toBeGreaterThan(0);
-      expect(seen.refused).toBeGreaterThan(0);
+      if (label === 'uncompressed') expect(seen.deployed, JSON.stringify(seen)).toBeGreaterThan(0);
+      expect(seen.refused, JSON.stringify(seen)).toBeGreaterThan(0);
     }, 120_000);
   }
 });
