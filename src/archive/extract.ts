@@ -41,7 +41,7 @@ export function symlinkStaysInside(linkPath: string, target: string): boolean {
 }
 
 /** A file's bytes written between two background fdatasyncs while it is extracted. */
-const SYNC_EVERY = 64 * 1024 * 1024;
+const SYNC_EVERY = 16 * 1024 * 1024;
 /** Files at least this large are synced in the background as soon as they are complete. */
 const SYNC_EARLY = 1024 * 1024;
 /** Files being synced in the background at once (each holds its descriptor until then). */

@@ -4,12 +4,12 @@
  * TarChecker over the stream so that the tar entries equal the index. An optional sink receives
  * the entries (to extract them).
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { DeployToolError, errnoCode } from '../core/errors.js';
 import type { ComponentManifest, FileEntry } from '../manifest/component.js';
-import { createStreamHasher, type CodecPool, type StreamHasher } from './pool.js';
-import { checkFileDigest, TarChecker, TarFormatError, type EntrySink, type FileDigester } from './tar.js';
+import type { CodecPool } from './pool.js';
+import { TarChecker, TarFormatError, type EntrySink } from './tar.js';
 
 /** Random access to the bytes of an archive. */
 export interface ArchiveSource {
@@ -124,9 +124,9 @@ export interface ReadArchiveOptions {
   sink?: EntrySink;
   /**
    * Check the whole archive's size (before anything is read) and sha256 (default true). The sha256
-   * is computed over the frames' compressed bytes as they are read (the frames tile the archive),
-   * on a thread of its own, and checked before readArchive returns; when anything else is refused
-   * first, the whole archive is hashed again so that a damaged archive is reported as such.
+   * is computed over the frames' compressed bytes as they are read (the frames tile the archive)
+   * and checked before readArchive resolves; when something else is refused first, the whole
+   * archive is hashed again so that a damaged archive is reported as such.
    */
   verifyDigest?: boolean;
   onProgress?: (doneTarBytes: number, totalTarBytes: number) => void;
@@ -173,119 +173,59 @@ function sharedSlot(inLen: number, outLen: number): Slot {
   return { input: Buffer.from(buf, 0, inLen), output: Buffer.from(buf, inPad, outLen) };
 }
 
-/** Files at least this large are hashed on a hasher thread (their data fills whole frames). */
-const HASH_ELSEWHERE = 1024 * 1024;
-/** Archives smaller than this are hashed on the calling thread (a hasher thread costs its boot). */
-const HASH_THREAD_MIN = 16 * 1024 * 1024;
-
-/** sha256 streams hashed on the calling thread (small archives). */
-function inProcessHasher(): StreamHasher {
-  const hashes: Hash[] = [];
-  return {
-    update(stream, data) {
-      (hashes[stream] ??= createHash('sha256')).update(data);
-      return Promise.resolve();
-    },
-    digest: () => Promise.resolve(Array.from(hashes, (h) => (h ?? createHash('sha256')).digest('hex'))),
-    close: () => Promise.resolve(),
-  };
-}
-
 const contentCodes = new Set(['ERR_ARCHIVE_CORRUPT', 'ERR_ARCHIVE_UNSAFE', 'ERR_INDEX_MISMATCH']);
 
 /**
  * Reads the whole archive: every frame's sha256 is checked before it is decompressed (on the codec
  * pool), the tar stream is checked against the index (TarChecker) and handed to the sink, every
  * file's sha256 is checked, and (verifyDigest) the whole archive's size and sha256. Resolves only
- * once all of these passed. The work is spread over threads: the pool's workers check and
- * decompress frames; a hasher thread hashes the whole archive as its frames are read, another one
- * the data of the large files (the very bytes the sink receives, in the same shared buffers); the
- * calling thread checks the tar stream and feeds the sink.
+ * once all of these passed. The pool's workers check and decompress frames; the calling thread
+ * hashes the whole archive as its frames are read (in order), checks the tar stream, and hashes each
+ * piece of file data while the sink writes it.
  */
 export async function readArchive(options: ReadArchiveOptions): Promise<void> {
   const { manifest, source, pool } = options;
   const verifyDigest = options.verifyDigest !== false;
   if (verifyDigest) await checkArchiveSize(source, manifest);
-  const threads = manifest.archive.size >= HASH_THREAD_MIN;
-  const archiveHasher = verifyDigest ? (threads ? createStreamHasher() : inProcessHasher()) : undefined;
-  const largeFiles = manifest.files.some((e) => e.type === 'file' && e.size >= HASH_ELSEWHERE);
-  const fileHasher = largeFiles ? (threads ? createStreamHasher() : inProcessHasher()) : undefined;
-  // The hasher promises of the frame being pushed through the checker: its slot is reused only once
-  // they resolve (the hashers read the slot in place).
-  let frameHashes: Promise<void>[] = [];
-  const streams = new Map<FileEntry, number>();
-  const digester: FileDigester | undefined = fileHasher && {
-    takes: (e) => {
-      if (e.size < HASH_ELSEWHERE) return false;
-      streams.set(e, streams.size);
-      return true;
-    },
-    update: (e, piece) => {
-      frameHashes.push(fileHasher.update(streams.get(e) ?? 0, piece));
-    },
-  };
+  const archiveHash = verifyDigest ? createHash('sha256') : undefined;
   const checker = new TarChecker(manifest.files, manifest.archive.tarSize, {
     checkDigests: true,
     sink: options.sink,
-    digester,
   });
-  /** The files the digester hashed, complete, against the index (the first mismatch throws). */
-  const checkTaken = async (): Promise<void> => {
-    if (!fileHasher) return;
-    const digests = await fileHasher.digest();
-    for (const e of checker.taken) checkFileDigest(e, digests[streams.get(e) ?? -1] ?? '');
-  };
   const depth = Math.max(2, pool.size * 2 + 1);
   // Frames live in slots of shared memory reused from frame to frame: the archive is read into a
   // slot (when the source can read into a buffer), a worker checks and decompresses it into the
   // same slot's output, and the checker and the sink consume it there: no copies between threads
-  // and no allocation per frame. A slot is reused once the sink has written its bytes and the
-  // hashers have hashed them.
+  // and no allocation per frame. A slot is reused once the sink has written its bytes.
   let maxIn = 0;
   let maxOut = 0;
   for (const f of manifest.frames) {
     maxIn = Math.max(maxIn, f.size);
     maxOut = Math.max(maxOut, f.tarSize);
   }
-  const maxSlots = depth + 2;
-  let slots = 0;
   const free: Slot[] = [];
-  const takeSlot = (): Slot | undefined => {
-    const s = free.pop();
-    if (s || slots >= maxSlots) return s;
-    slots++;
-    return sharedSlot(source.readInto ? maxIn : 0, maxOut);
-  };
-  interface Decoded {
-    data: Buffer;
-    slot: Slot;
-    /** The archive hasher has this frame's compressed bytes. */
-    archived: Promise<void>;
-  }
-  const inflight: Promise<Decoded>[] = [];
-  // The archive hasher gets the frames in order: frame i is posted once it is read and frame i-1
-  // posted (not hashed). Posting copies bytes that are not in shared memory, so the frame may then
-  // be transferred to a worker.
-  let posted: Promise<unknown> = Promise.resolve();
+  const takeSlot = (): Slot => free.pop() ?? sharedSlot(source.readInto ? maxIn : 0, maxOut);
+  const inflight: Promise<{ data: Buffer; slot: Slot }>[] = [];
+  // The whole archive is hashed frame by frame in order: frame i once it is read and frame i-1
+  // hashed, and before it goes to a worker (which may take over a buffer that is not shared).
+  let hashed: Promise<unknown> = Promise.resolve();
   let next = 0;
-  const submit = (): boolean => {
-    const f = manifest.frames[next];
-    if (!f) return false;
+  const submit = (): void => {
+    const f = manifest.frames[next++];
+    if (!f) return;
+    const index = next - 1;
     const slot = takeSlot();
-    if (!slot) return false;
-    const index = next++;
     const read =
       source.readInto && f.size <= slot.input.length
         ? source.readInto(slot.input, f.offset, f.size).then((n) => slot.input.subarray(0, n))
         : source.read(f.offset, f.size);
-    const mine = Promise.all([posted, read]).then(([, data]) => ({
-      data,
-      hashed: archiveHasher ? archiveHasher.update(0, data) : Promise.resolve(),
-    }));
-    posted = mine;
+    const mine = Promise.all([hashed, read]).then(([, data]) => {
+      archiveHash?.update(data);
+      return data;
+    });
+    hashed = mine;
     inflight.push(
-      mine.then(async ({ data, hashed }) => {
-        hashed.catch(() => undefined); // awaited before the slot is reused
+      mine.then(async (data) => {
         if (data.length !== f.size) throw corrupt(source.location, `archive is truncated in frame ${index}`);
         const r = await pool.run({
           op: 'decompress',
@@ -307,87 +247,45 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
           }
           throw corrupt(source.location, `frame ${index}: ${r.message}`);
         }
-        return {
-          data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength),
-          slot,
-          archived: hashed,
-        };
+        return { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength), slot };
       }),
     );
     // Awaited in order below; this keeps a later frame that fails first from being an unhandled rejection.
     inflight[inflight.length - 1]?.catch(() => undefined);
-    return true;
   };
-  const fill = (): void => {
-    while (inflight.length < depth && submit());
-  };
-  // Slots waiting for the hashers before they are reused.
-  const releasing = new Set<Promise<void>>();
   try {
-    fill();
+    while (inflight.length < depth && next < manifest.frames.length) submit();
     let done = 0;
     while (inflight.length) {
       const frame = await inflight.shift();
       if (!frame) break;
-      frameHashes = [frame.archived];
       await checker.push(frame.data);
-      const hashes = frameHashes;
-      const release = Promise.all(hashes).then(() => {
-        free.push(frame.slot);
-        releasing.delete(release);
-        fill();
-      });
-      release.catch(() => undefined); // awaited below
-      releasing.add(release);
-      fill();
+      free.push(frame.slot);
+      submit();
       done += frame.data.length;
       options.onProgress?.(done, manifest.archive.tarSize);
-      // Every slot is waiting for a hasher: wait for one (a failed hasher throws here).
-      while (inflight.length === 0 && next < manifest.frames.length && releasing.size)
-        await Promise.race(releasing);
     }
-    await Promise.all(releasing);
     checker.finish();
-    const whole = archiveHasher && (await archiveHasher.digest());
-    if (whole) checkArchiveSha256(source, manifest, whole[0] ?? '');
-    await checkTaken();
+    if (archiveHash) checkArchiveSha256(source, manifest, archiveHash.digest('hex'));
   } catch (err) {
-    await Promise.allSettled([...inflight, ...releasing]);
+    await Promise.allSettled(inflight);
     let e = err;
     if (err instanceof TarFormatError) {
       e = new DeployToolError('ERR_INDEX_MISMATCH', `${source.location}: ${err.message}`, {
         hint: 'The archive does not match its manifest; it was altered or crafted. Do not deploy it.',
       });
     }
-    throw await firstProblem(e);
-  } finally {
-    await archiveHasher?.close();
-    await fileHasher?.close();
-  }
-
-  /**
-   * The refusal the checks in their documented order would give: a damaged archive (whole sha256)
-   * first, then a complete file with another sha256 than the index (the checker would have stopped
-   * there), then `err`. Only for refusals of the content, not for errors of the target (ENOSPC).
-   */
-  async function firstProblem(err: unknown): Promise<unknown> {
-    if (!(err instanceof DeployToolError) || !contentCodes.has(err.code)) return err;
-    if (verifyDigest) {
+    // The refusal the checks in their documented order give: a damaged archive (its size and sha256)
+    // before anything found inside it. Only for refusals of the content, not for errors of the
+    // target (ENOSPC, EACCES), which are reported as they are.
+    if (verifyDigest && e instanceof DeployToolError && contentCodes.has(e.code)) {
       try {
         await verifyArchiveDigest(source, manifest);
-      } catch (e) {
-        if (e instanceof DeployToolError && e.code === 'ERR_ARCHIVE_CORRUPT') return e;
+      } catch (whole) {
+        if (whole instanceof DeployToolError && whole.code === 'ERR_ARCHIVE_CORRUPT') throw whole;
       }
     }
-    try {
-      await checkTaken();
-    } catch (e) {
-      if (e instanceof TarFormatError)
-        return new DeployToolError('ERR_INDEX_MISMATCH', `${source.location}: ${e.message}`, {
-          hint: 'The archive does not match its manifest; it was altered or crafted. Do not deploy it.',
-        });
-    }
-    return err;
+    throw e;
   }
 }
 

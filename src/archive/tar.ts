@@ -50,16 +50,6 @@ export function encodeHeader(e: PlannedEntry): Buffer {
   return Buffer.concat([pax, block]);
 }
 
-/** Throws the checker's error for a file whose data does not have the index's sha256. */
-export function checkFileDigest(entry: FileEntry, digest: string): void {
-  if (digest !== entry.sha256) {
-    throw new TarFormatError(
-      `file "${entry.path}" has sha256 ${digest}, the manifest says ${entry.sha256}`,
-      entry.path,
-    );
-  }
-}
-
 export class TarFormatError extends Error {
   constructor(
     message: string,
@@ -75,10 +65,7 @@ export interface EntrySink {
   start?(entry: Entry): Promise<void> | void;
   /** Called with each piece of a file's data, in order. */
   data?(entry: FileEntry, chunk: Buffer): Promise<void> | void;
-  /**
-   * Called when an entry is complete, with the sha256 of a file's data (undefined for a file whose
-   * data a digester hashes: see TarCheckerOptions.digester).
-   */
+  /** Called when an entry is complete, with the sha256 of a file's data. */
   end?(entry: Entry, sha256: string | undefined): Promise<void> | void;
 }
 
@@ -130,7 +117,7 @@ function strayHeader(chunk: Buffer, i: number, at: number): string {
 type State =
   | { kind: 'header' }
   | { kind: 'pax'; remaining: number; padded: number }
-  | { kind: 'data'; entry: FileEntry; remaining: number; hash: Hash | undefined }
+  | { kind: 'data'; entry: FileEntry; remaining: number; hash: Hash }
   | { kind: 'padding'; remaining: number }
   | { kind: 'trailer' };
 
@@ -140,21 +127,6 @@ export interface TarCheckerOptions {
   /** Compute the sha256 of the whole uncompressed stream. */
   hashTar?: boolean;
   sink?: EntrySink;
-  /**
-   * Hashes the data of the files it takes elsewhere (another thread): the checker hands it every
-   * piece of such a file, the same piece the sink receives, and does not hash it itself. The caller
-   * must then compare those files' digests with the index before trusting the result (`taken`
-   * lists them, in stream order, once their data is complete).
-   */
-  digester?: FileDigester;
-}
-
-/** See TarCheckerOptions.digester. */
-export interface FileDigester {
-  /** Whether this digester hashes `entry`'s data (asked once, when its header has been checked). */
-  takes(entry: FileEntry): boolean;
-  /** The next piece of `entry`'s data, in order. */
-  update(entry: FileEntry, piece: Buffer): void;
 }
 
 export class TarChecker {
@@ -167,8 +139,6 @@ export class TarChecker {
   private paxChunks: Buffer[] = [];
   private readonly tarHash: Hash | undefined;
   readonly digests = new Map<string, string>();
-  /** Files whose data went to the digester, complete (their digests are still to be checked). */
-  readonly taken: FileEntry[] = [];
 
   constructor(
     private readonly entries: readonly Entry[],
@@ -193,9 +163,11 @@ export class TarChecker {
       if (st.kind === 'data') {
         const n = Math.min(st.remaining, chunk.length - off);
         const piece = chunk.subarray(off, off + n);
-        if (st.hash) st.hash.update(piece);
-        else this.options.digester?.update(st.entry, piece);
-        if (this.options.sink?.data) await this.options.sink.data(st.entry, piece);
+        // The sink starts writing the piece, then the piece is hashed while it is written: the
+        // bytes hashed are the bytes written (the same memory, which neither changes).
+        const written = this.options.sink?.data?.(st.entry, piece);
+        st.hash.update(piece);
+        if (written) await written;
         st.remaining -= n;
         off += n;
         this.pos += n;
@@ -333,8 +305,7 @@ export class TarChecker {
     this.index++;
     if (this.options.sink?.start) await this.options.sink.start(expected);
     if (expected.type === 'file') {
-      const elsewhere = expected.size > 0 && !!this.options.digester?.takes(expected);
-      const hash = elsewhere ? undefined : createHash('sha256');
+      const hash = createHash('sha256');
       if (expected.size === 0) await this.finishFile(expected, hash);
       else this.state = { kind: 'data', entry: expected, remaining: expected.size, hash };
     } else {
@@ -343,15 +314,15 @@ export class TarChecker {
     }
   }
 
-  private async finishFile(entry: FileEntry, hash: Hash | undefined): Promise<void> {
-    let digest: string | undefined;
-    if (hash) {
-      digest = hash.digest('hex');
-      if (this.options.checkDigests) checkFileDigest(entry, digest);
-      this.digests.set(entry.path, digest);
-    } else {
-      this.taken.push(entry);
+  private async finishFile(entry: FileEntry, hash: Hash): Promise<void> {
+    const digest = hash.digest('hex');
+    if (this.options.checkDigests && digest !== entry.sha256) {
+      throw new TarFormatError(
+        `file "${entry.path}" has sha256 ${digest}, the manifest says ${entry.sha256}`,
+        entry.path,
+      );
     }
+    this.digests.set(entry.path, digest);
     if (this.options.sink?.end) await this.options.sink.end(entry, digest);
     const pad = roundUp512(entry.size) - entry.size;
     this.state = pad > 0 ? { kind: 'padding', remaining: pad } : { kind: 'header' };
