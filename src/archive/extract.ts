@@ -279,11 +279,13 @@ export function createExtractSink(root: string, options: ExtractSinkOptions = {}
         }
       };
       await Promise.all([worker(), worker(), worker(), worker()]);
-      for (const d of dirs) {
-        const fh = await open(join(root, d), 'r').catch(() => undefined);
-        await fh?.sync().catch(() => undefined);
-        await fh?.close();
-      }
+      await Promise.all(
+        [...dirs].map(async (d) => {
+          const fh = await open(join(root, d), 'r').catch(() => undefined);
+          await fh?.sync().catch(() => undefined);
+          await fh?.close();
+        }),
+      );
     },
     async abort() {
       if (current) {

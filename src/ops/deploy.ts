@@ -5,7 +5,6 @@
  */
 import { lstat, rename } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { createCodecPool } from '../archive/pool.js';
 import { DeployToolError, fsError } from '../core/errors.js';
 import type { CommonOptions } from '../core/events.js';
 import { fsyncDir } from '../core/fs-atomic.js';
@@ -14,6 +13,7 @@ import { tryOpenProject, type Project } from '../core/project.js';
 import { parseComponentRef, validateVersion } from '../core/validate.js';
 import {
   applyRetention,
+  deployPool,
   findReusable,
   framesBytes,
   planFileReuse,
@@ -508,7 +508,8 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
     }
     entry = startHistory(state, 'deploy', w.release, comps);
     if (!existing) {
-      const pool = createCodecPool();
+      const { release, base } = w;
+      const pool = deployPool(w.components);
       let staging: string;
       try {
         staging = await stageRelease({
@@ -526,20 +527,23 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
             sourceRelease: w.sourceRelease,
             base: w.base,
           },
+          // Recorded as staged while the release folder's last fsyncs complete (before its rename).
+          whileSyncing: async () => {
+            state.releases[release] = {
+              status: 'staged',
+              createdAt: new Date().toISOString(),
+              activatedAt: null,
+              base,
+              components: comps,
+              error: null,
+            };
+            stagedName = release;
+            await s.save();
+          },
         });
       } finally {
         await pool.close();
       }
-      state.releases[w.release] = {
-        status: 'staged',
-        createdAt: new Date().toISOString(),
-        activatedAt: null,
-        base: w.base,
-        components: comps,
-        error: null,
-      };
-      stagedName = w.release;
-      await s.save();
       await testPause('staged', log); // test-only (crash test), see session.ts
       try {
         await rename(staging, releaseDir(t, w.release));
