@@ -24,8 +24,13 @@ const MiB = 1024 * 1024;
 /** A page-aligned shared buffer (a shared WebAssembly.Memory starts on a page boundary). */
 function aligned(size: number): Buffer {
   const pages = Math.ceil(size / 65536);
-  const mem = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-  return Buffer.from(mem.buffer as unknown as ArrayBuffer, 0, size);
+  const { WebAssembly: wasm } = globalThis as unknown as {
+    WebAssembly: {
+      Memory: new (d: { initial: number; maximum: number; shared: boolean }) => { buffer: ArrayBuffer };
+    };
+  };
+  const mem = new wasm.Memory({ initial: pages, maximum: pages, shared: true });
+  return Buffer.from(mem.buffer, 0, size);
 }
 
 function pattern(buf: Buffer, seed: number): Buffer {
