@@ -14,6 +14,7 @@ import { parseComponentRef, validateVersion } from '../core/validate.js';
 import {
   applyRetention,
   deployPool,
+  earlyPool,
   findReusable,
   framesBytes,
   planFileReuse,
@@ -468,14 +469,22 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
   const preCurrent = (await readCurrent(t).catch(() => null)) ?? null;
   const selectiveFromCurrent = !o.release && (o.components?.length ?? 0) > 0;
   let w = selectiveFromCurrent ? undefined : await wanted(o, source, t, preCurrent);
+  // Workers for a large extraction boot while the session opens (closed in every case below).
+  const early = w ? await earlyPool(t, w.components) : undefined;
 
-  const s = await openSession({
-    root,
-    command: o.command ?? 'deploy',
-    wait: o.wait,
-    onWarning: o.onWarning,
-    onLog: log,
-  });
+  let s: Awaited<ReturnType<typeof openSession>>;
+  try {
+    s = await openSession({
+      root,
+      command: o.command ?? 'deploy',
+      wait: o.wait,
+      onWarning: o.onWarning,
+      onLog: log,
+    });
+  } catch (err) {
+    await early?.close();
+    throw err;
+  }
   const { state } = s;
   let entry: ReturnType<typeof startHistory> | undefined;
   let stagedName: string | undefined;
@@ -509,7 +518,7 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
     entry = startHistory(state, 'deploy', w.release, comps);
     if (!existing) {
       const { release, base } = w;
-      const pool = deployPool(w.components);
+      const pool = early ?? deployPool(w.components);
       let staging: string;
       try {
         staging = await stageRelease({
@@ -594,6 +603,7 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
     }
     throw err;
   } finally {
+    await early?.close();
     await s.close();
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The extraction sink's write paths: large files go to the disk with direct I/O from page-aligned
+ * The extraction sink's write paths: with `direct`, large files go to the disk with direct I/O from page-aligned
  * buffers, and fall back to the page cache for what the kernel refuses (an unaligned buffer, a tail
  * shorter than a block); either way the file holds exactly the bytes given, in order.
  */
