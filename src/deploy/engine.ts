@@ -141,7 +141,12 @@ const fileKey = (e: FileEntry): string => `${e.sha256}:${e.size}:${parseInt(e.mo
  * regular file of the manifest's size and mode. `deploy-tool verify` re-hashes every file, linked ones
  * included. Encrypted archives are decrypted whole, so they get no file-level reuse.
  */
-export async function planFileReuse(t: TargetPaths, state: TargetState, c: PlannedComponent): Promise<void> {
+export async function planFileReuse(
+  t: TargetPaths,
+  state: TargetState,
+  c: PlannedComponent,
+  known?: ReadonlyMap<string, ComponentManifest>,
+): Promise<void> {
   c.linked = undefined;
   c.frames = undefined;
   if (c.action !== 'extract' || c.manifest.encryption) return;
@@ -157,7 +162,7 @@ export async function planFileReuse(t: TargetPaths, state: TargetState, c: Plann
       const dir = join(releaseDir(t, r), componentDirRel(k.type, k.version));
       let m: ComponentManifest;
       try {
-        m = (await readStoredManifest(t, r, k)).manifest;
+        m = (await readStoredManifest(t, r, k, known)).manifest;
       } catch {
         continue; // altered on the target: not a source of files
       }
@@ -242,6 +247,8 @@ export async function readStoredManifest(
   t: TargetPaths,
   release: string,
   c: { type: string; version: string; manifestSha256: string },
+  /** Manifests already parsed, by the sha256 of their text: the same bytes need no second parse. */
+  known?: ReadonlyMap<string, ComponentManifest>,
 ): Promise<{ manifest: ComponentManifest; text: string }> {
   const path = join(releaseDir(t, release), manifestRel(c.type, c.version));
   let text: string;
@@ -258,7 +265,8 @@ export async function readStoredManifest(
       hint: 'Deploy the release again from its source.',
     });
   }
-  return { manifest: parseComponentManifestText(text, path), text };
+  const parsed = known?.get(c.manifestSha256);
+  return { manifest: parsed ?? parseComponentManifestText(text, path), text };
 }
 
 export interface StageOptions extends Reporter {

@@ -274,6 +274,8 @@ async function wanted(
 /** Decides extract or reuse for each component against the target's state. */
 async function decide(t: TargetPaths, state: TargetState, current: string | null, w: Wanted): Promise<void> {
   const cur = current ? state.releases[current] : undefined;
+  // The manifests being deployed, already parsed: kept releases often store the very same bytes.
+  const known = new Map(w.components.map((c) => [c.manifestSha256, c.manifest]));
   for (const c of w.components) {
     if (RESERVED_TYPES.has(c.type)) {
       throw new DeployToolError(
@@ -289,7 +291,7 @@ async function decide(t: TargetPaths, state: TargetState, current: string | null
     );
     c.reuseFrom = await findReusable(t, state, c);
     c.action = c.reuseFrom ? 'reuse' : 'extract';
-    await planFileReuse(t, state, c);
+    await planFileReuse(t, state, c, known);
   }
 }
 
