@@ -568,45 +568,56 @@ function deployProject() {
   return p;
 }
 
-/** Medians of in-process switch and rollback (the operation, without node's start-up) on a target. */
-async function switchFigures(project, target, releases, label) {
+/**
+ * Medians of in-process switch and rollback (the operation, without node's start-up) on several
+ * targets, measured interleaved (one switch + rollback on each target in turn, every round) after
+ * one warm-up round that is not counted, so that no target pays alone for the first calls (module
+ * loading, JIT) or for what the machine happened to be doing while it was measured.
+ */
+async function switchFigures(project, targets) {
   const { switchVersion, rollback } = await import('../dist/ops/version.js');
-  const common = { cwd: project, target };
-  const sw = [];
-  const rb = [];
-  const inner = [];
-  for (let i = 0; i < SWITCH_RUNS; i++) {
-    const release = releases[i % 2];
-    let t0 = performance.now();
-    const r = await switchVersion({ ...common, release });
-    sw.push(performance.now() - t0);
-    if (typeof r.switchMs === 'number') inner.push(r.switchMs);
-    t0 = performance.now();
-    await rollback(common);
-    rb.push(performance.now() - t0);
+  const acc = targets.map(() => ({ sw: [], rb: [], inner: [] }));
+  for (let i = -1; i < SWITCH_RUNS; i++) {
+    for (const [k, { target, releases }] of targets.entries()) {
+      const common = { cwd: project, target };
+      const release = releases[Math.max(i, 0) % 2];
+      let t0 = performance.now();
+      const r = await switchVersion({ ...common, release });
+      const sw = performance.now() - t0;
+      t0 = performance.now();
+      await rollback(common);
+      const rb = performance.now() - t0;
+      if (i < 0) continue; // warm-up
+      acc[k].sw.push(sw);
+      acc[k].rb.push(rb);
+      if (typeof r.switchMs === 'number') acc[k].inner.push(r.switchMs);
+    }
   }
-  const cli = [];
-  for (let i = 0; i < 3; i++) {
-    cli.push(runCli(['version', 'switch', releases[i % 2], '--target', target], project).seconds * 1000);
-  }
-  return {
-    switch: {
-      label: `switch, ${label}`,
-      runsMs: sw.map((x) => round(x, 1)),
-      medianMs: round(median(sw), 1),
-      linksAndRenameMedianMs: inner.length ? round(median(inner), 2) : null,
-      cliWallMedianMs: round(median(cli), 0),
-      target: '< 50 ms',
-      pass: median(sw) < 50,
-    },
-    rollback: {
-      label: `rollback, ${label}`,
-      runsMs: rb.map((x) => round(x, 1)),
-      medianMs: round(median(rb), 1),
-      target: '< 50 ms',
-      pass: median(rb) < 50,
-    },
-  };
+  return targets.map(({ target, releases, label }, k) => {
+    const { sw, rb, inner } = acc[k];
+    const cli = [];
+    for (let i = 0; i < 3; i++) {
+      cli.push(runCli(['version', 'switch', releases[i % 2], '--target', target], project).seconds * 1000);
+    }
+    return {
+      switch: {
+        label: `switch, ${label}`,
+        runsMs: sw.map((x) => round(x, 1)),
+        medianMs: round(median(sw), 1),
+        linksAndRenameMedianMs: inner.length ? round(median(inner), 2) : null,
+        cliWallMedianMs: round(median(cli), 0),
+        target: '< 50 ms',
+        pass: median(sw) < 50,
+      },
+      rollback: {
+        label: `rollback, ${label}`,
+        runsMs: rb.map((x) => round(x, 1)),
+        medianMs: round(median(rb), 1),
+        target: '< 50 ms',
+        pass: median(rb) < 50,
+      },
+    };
+  });
 }
 
 async function benchDeploy() {
@@ -675,13 +686,15 @@ async function benchDeploy() {
     pass: rm / fm < 0.05,
   };
 
-  log('switch and rollback: 512 MiB releases');
-  const large = await switchFigures(project, lastTarget, [REL.large1, REL.large2], '512 MiB release');
-  log('switch and rollback: 1 MB releases');
+  log('switch and rollback: 512 MiB releases and 1 MB releases, interleaved');
   const smallTarget = join(WORK, 'target-small');
   runCli(deployArgs(REL.small1, smallTarget), project);
   runCli(deployArgs(REL.small2, smallTarget), project);
-  const small = await switchFigures(project, smallTarget, [REL.small1, REL.small2], '1 MB release');
+  spawnSync('sync');
+  const [large, small] = await switchFigures(project, [
+    { target: lastTarget, releases: [REL.large1, REL.large2], label: '512 MiB release' },
+    { target: smallTarget, releases: [REL.small1, REL.small2], label: '1 MB release' },
+  ]);
   results.figures.switchSmall = small.switch;
   results.figures.switchLarge = large.switch;
   results.figures.rollbackSmall = small.rollback;

@@ -41,22 +41,73 @@ export function symlinkStaysInside(linkPath: string, target: string): boolean {
 }
 
 /** A file's bytes written between two background fdatasyncs while it is extracted. */
-const SYNC_EVERY = 64 * 1024 * 1024;
+const SYNC_EVERY = 16 * 1024 * 1024;
 /** Files at least this large are synced in the background as soon as they are complete. */
 const SYNC_EARLY = 1024 * 1024;
 /** Files being synced in the background at once (each holds its descriptor until then). */
 const MAX_CLOSING = 4;
+/** Files at least this large are written with direct I/O when the filesystem allows it. */
+const DIRECT_MIN = 1024 * 1024;
+/** Direct writes must start and end on (logical) blocks of the device, and so must their buffers. */
+const DIRECT_ALIGN = 512;
+/** A direct write is cut into pieces of at least this size, written at once (the disk's queue). */
+const DIRECT_PART = 2 * 1024 * 1024;
+const DIRECT_PARTS = 2;
 
 interface OpenFile {
   entry: FileEntry;
   fh: FileHandle;
+  /**
+   * The same file opened with O_DIRECT (large files): block-aligned pieces go straight to the disk
+   * from the caller's buffer (no copy into the page cache, and the disk writes while the rest is
+   * decompressed); the rest goes through `fh`. Dropped at the first write the kernel refuses.
+   */
+  direct?: FileHandle | undefined;
   pos: number;
-  syncedPos: number;
+  /** Bytes written through `fh` since its last background fdatasync. */
+  unsynced: number;
   syncing?: Promise<void> | undefined;
 }
 
-export function createExtractSink(root: string, options: { durable?: boolean } = {}): ExtractSink {
+/** Opens `abs`, just created as `fh`, again with O_DIRECT; undefined when that is not possible. */
+async function openDirect(abs: string, fh: FileHandle): Promise<FileHandle | undefined> {
+  const O_DIRECT = fsConstants.O_DIRECT;
+  if (!O_DIRECT) return undefined;
+  let d: FileHandle | undefined;
+  try {
+    d = await open(abs, fsConstants.O_WRONLY | O_DIRECT | fsConstants.O_NOFOLLOW);
+    const [a, b] = await Promise.all([fh.stat(), d.stat()]);
+    if (a.ino === b.ino && a.dev === b.dev) return d;
+  } catch {
+    // not supported here (tmpfs, some network filesystems): buffered writes
+  }
+  await d?.close().catch(() => undefined);
+  return undefined;
+}
+
+async function writeAll(fh: FileHandle, chunk: Buffer, pos: number): Promise<void> {
+  for (let off = 0; off < chunk.length;) {
+    const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, pos + off);
+    off += bytesWritten;
+  }
+}
+
+export interface ExtractSinkOptions {
+  /** fsync every file and folder (default true; tests turn it off). */
+  durable?: boolean;
+  /**
+   * Write large files with direct I/O where the filesystem and the buffers allow it (default false):
+   * about 1 s less CPU per 512 MiB (no copy into the page cache, no writeback work), but on ext4 the
+   * direct writes that extend a file are serialized, one request at a time, which measured slower
+   * than buffered writes with background fdatasyncs whenever the CPU was not the bottleneck.
+   * Durability is the same: the files are still fdatasync'ed before flush() resolves.
+   */
+  direct?: boolean;
+}
+
+export function createExtractSink(root: string, options: ExtractSinkOptions = {}): ExtractSink {
   const durable = options.durable !== false;
+  const useDirect = options.direct === true;
   const dirs = new Set<string>(['']);
   const links = new Set<string>();
   const written: string[] = [];
@@ -96,7 +147,8 @@ export function createExtractSink(root: string, options: { durable?: boolean } =
           links.add(e.path);
         } else {
           const fh = await open(abs, 'wx', 0o600);
-          current = { entry: e, fh, pos: 0, syncedPos: 0 };
+          current = { entry: e, fh, pos: 0, unsynced: 0 };
+          if (useDirect && e.size >= DIRECT_MIN) current.direct = await openDirect(abs, fh);
         }
       } catch (err) {
         if (err instanceof DeployToolError) throw err;
@@ -131,22 +183,43 @@ export function createExtractSink(root: string, options: { durable?: boolean } =
     },
     async data(e, chunk) {
       if (!current || current.entry !== e) throw new Error('internal: data for an entry that is not open');
+      const c = current;
       try {
-        let off = 0;
-        while (off < chunk.length) {
-          const { bytesWritten } = await current.fh.write(chunk, off, chunk.length - off, current.pos);
-          off += bytesWritten;
-          current.pos += bytesWritten;
+        let rest = chunk;
+        if (c.direct && c.pos % DIRECT_ALIGN === 0 && chunk.length >= DIRECT_ALIGN) {
+          const n = chunk.length - (chunk.length % DIRECT_ALIGN);
+          const parts = Math.max(1, Math.min(DIRECT_PARTS, Math.floor(n / DIRECT_PART)));
+          const step = Math.ceil(n / parts / DIRECT_ALIGN) * DIRECT_ALIGN;
+          const writes: Promise<void>[] = [];
+          for (let off = 0; off < n; off += step) {
+            const end = Math.min(n, off + step);
+            writes.push(writeAll(c.direct, chunk.subarray(off, end), c.pos + off));
+          }
+          const results = await Promise.allSettled(writes);
+          const failed = results.find((r) => r.status === 'rejected');
+          if (!failed) {
+            rest = chunk.subarray(n);
+            c.pos += n;
+          } else {
+            // The kernel refused this buffer or range for direct I/O (EINVAL: alignment): write it,
+            // and the rest of the file, through the page cache. Any other error is reported by that.
+            const d = c.direct;
+            c.direct = undefined;
+            await d.close().catch(() => undefined);
+          }
+        }
+        if (rest.length) {
+          await writeAll(c.fh, rest, c.pos);
+          c.pos += rest.length;
+          c.unsynced += rest.length;
         }
       } catch (err) {
         throw fsError(err, join(root, e.path), 'write');
       }
-      const c = current;
-      if (durable && !c.syncing && c.pos - c.syncedPos >= SYNC_EVERY) {
-        const upTo = c.pos;
+      if (durable && !c.syncing && c.unsynced >= SYNC_EVERY) {
+        c.unsynced = 0;
         c.syncing = c.fh.datasync().then(
           () => {
-            c.syncedPos = upTo;
             c.syncing = undefined;
           },
           (err: unknown) => {
@@ -163,6 +236,8 @@ export function createExtractSink(root: string, options: { durable?: boolean } =
       const { fh } = c;
       current = undefined;
       const abs = join(root, e.path);
+      await c.direct?.close().catch(() => undefined);
+      c.direct = undefined;
       try {
         await fh.chmod(parseInt(e.mode, 8) & 0o777);
       } catch (err) {
@@ -206,15 +281,18 @@ export function createExtractSink(root: string, options: { durable?: boolean } =
         }
       };
       await Promise.all([worker(), worker(), worker(), worker()]);
-      for (const d of dirs) {
-        const fh = await open(join(root, d), 'r').catch(() => undefined);
-        await fh?.sync().catch(() => undefined);
-        await fh?.close();
-      }
+      await Promise.all(
+        [...dirs].map(async (d) => {
+          const fh = await open(join(root, d), 'r').catch(() => undefined);
+          await fh?.sync().catch(() => undefined);
+          await fh?.close();
+        }),
+      );
     },
     async abort() {
       if (current) {
         await current.syncing;
+        await current.direct?.close().catch(() => undefined);
         await current.fh.close().catch(() => undefined);
       }
       current = undefined;

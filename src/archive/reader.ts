@@ -67,8 +67,8 @@ function corrupt(location: string, message: string, hint?: string): DeployToolEr
   });
 }
 
-/** Checks size and sha256 of the whole archive, reading it once. */
-export async function verifyArchiveDigest(source: ArchiveSource, manifest: ComponentManifest): Promise<void> {
+/** Checks the archive's size against the manifest (a stat: nothing is read). */
+async function checkArchiveSize(source: ArchiveSource, manifest: ComponentManifest): Promise<void> {
   const size = await source.size();
   if (size !== manifest.archive.size) {
     throw corrupt(
@@ -77,6 +77,21 @@ export async function verifyArchiveDigest(source: ArchiveSource, manifest: Compo
       size < manifest.archive.size ? 'The archive is truncated: transfer it again.' : undefined,
     );
   }
+}
+
+function checkArchiveSha256(source: ArchiveSource, manifest: ComponentManifest, digest: string): void {
+  if (digest !== manifest.archive.sha256) {
+    throw corrupt(
+      source.location,
+      `archive sha256 is ${digest}, the manifest says ${manifest.archive.sha256}`,
+    );
+  }
+}
+
+/** Checks size and sha256 of the whole archive, reading it once. */
+export async function verifyArchiveDigest(source: ArchiveSource, manifest: ComponentManifest): Promise<void> {
+  await checkArchiveSize(source, manifest);
+  const size = manifest.archive.size;
   const hash = createHash('sha256');
   const chunk = 8 * 1024 * 1024;
   // Two reused buffers: the next chunk is read while this one is hashed.
@@ -95,13 +110,7 @@ export async function verifyArchiveDigest(source: ArchiveSource, manifest: Compo
     pending = off + chunk < size ? readChunk(off + chunk, i + 1) : undefined;
     hash.update(data);
   }
-  const digest = hash.digest('hex');
-  if (digest !== manifest.archive.sha256) {
-    throw corrupt(
-      source.location,
-      `archive sha256 is ${digest}, the manifest says ${manifest.archive.sha256}`,
-    );
-  }
+  checkArchiveSha256(source, manifest, hash.digest('hex'));
 }
 
 export interface ReadArchiveOptions {
@@ -113,7 +122,12 @@ export interface ReadArchiveOptions {
    * promise it returns resolves: copy them to keep them.
    */
   sink?: EntrySink;
-  /** Check the whole archive's size and sha256 before decompressing anything (default true). */
+  /**
+   * Check the whole archive's size (before anything is read) and sha256 (default true). The sha256
+   * is computed over the frames' compressed bytes as they are read (the frames tile the archive)
+   * and checked before readArchive resolves; when something else is refused first, the whole
+   * archive is hashed again so that a damaged archive is reported as such.
+   */
   verifyDigest?: boolean;
   onProgress?: (doneTarBytes: number, totalTarBytes: number) => void;
 }
@@ -124,9 +138,56 @@ interface Slot {
   output: Buffer;
 }
 
+const WASM_PAGE = 64 * 1024;
+/** The WebAssembly global (not in this project's TypeScript libs); undefined under --jitless. */
+const wasm = (
+  globalThis as {
+    WebAssembly?: {
+      Memory?: new (d: { initial: number; maximum: number; shared: boolean }) => {
+        buffer: SharedArrayBuffer;
+      };
+    };
+  }
+).WebAssembly;
+
+/**
+ * Shared memory for one slot. A shared WebAssembly.Memory is a SharedArrayBuffer that starts on a
+ * page boundary, so a large file's data (which starts a frame, hence a slot's output) can be written
+ * from it with direct I/O (src/archive/extract.ts); a plain SharedArrayBuffer when WebAssembly is
+ * not available.
+ */
+function sharedSlot(inLen: number, outLen: number): Slot {
+  const inPad = Math.ceil(inLen / WASM_PAGE) * WASM_PAGE;
+  const pages = Math.max(1, Math.ceil((inPad + outLen) / WASM_PAGE));
+  let buf: SharedArrayBuffer | undefined;
+  try {
+    buf = wasm?.Memory && new wasm.Memory({ initial: pages, maximum: pages, shared: true }).buffer;
+  } catch {
+    buf = undefined;
+  }
+  if (!buf)
+    return {
+      input: Buffer.from(new SharedArrayBuffer(inLen)),
+      output: Buffer.from(new SharedArrayBuffer(outLen)),
+    };
+  return { input: Buffer.from(buf, 0, inLen), output: Buffer.from(buf, inPad, outLen) };
+}
+
+const contentCodes = new Set(['ERR_ARCHIVE_CORRUPT', 'ERR_ARCHIVE_UNSAFE', 'ERR_INDEX_MISMATCH']);
+
+/**
+ * Reads the whole archive: every frame's sha256 is checked before it is decompressed (on the codec
+ * pool), the tar stream is checked against the index (TarChecker) and handed to the sink, every
+ * file's sha256 is checked, and (verifyDigest) the whole archive's size and sha256. Resolves only
+ * once all of these passed. The pool's workers check and decompress frames; the calling thread
+ * hashes the whole archive as its frames are read (in order), checks the tar stream, and hashes each
+ * piece of file data while the sink writes it.
+ */
 export async function readArchive(options: ReadArchiveOptions): Promise<void> {
   const { manifest, source, pool } = options;
-  if (options.verifyDigest !== false) await verifyArchiveDigest(source, manifest);
+  const verifyDigest = options.verifyDigest !== false;
+  if (verifyDigest) await checkArchiveSize(source, manifest);
+  const archiveHash = verifyDigest ? createHash('sha256') : undefined;
   const checker = new TarChecker(manifest.files, manifest.archive.tarSize, {
     checkDigests: true,
     sink: options.sink,
@@ -143,12 +204,11 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
     maxOut = Math.max(maxOut, f.tarSize);
   }
   const free: Slot[] = [];
-  const takeSlot = (): Slot =>
-    free.pop() ?? {
-      input: Buffer.from(new SharedArrayBuffer(source.readInto ? maxIn : 0)),
-      output: Buffer.from(new SharedArrayBuffer(maxOut)),
-    };
+  const takeSlot = (): Slot => free.pop() ?? sharedSlot(source.readInto ? maxIn : 0, maxOut);
   const inflight: Promise<{ data: Buffer; slot: Slot }>[] = [];
+  // The whole archive is hashed frame by frame in order: frame i once it is read and frame i-1
+  // hashed, and before it goes to a worker (which may take over a buffer that is not shared).
+  let hashed: Promise<unknown> = Promise.resolve();
   let next = 0;
   const submit = (): void => {
     const f = manifest.frames[next++];
@@ -159,8 +219,13 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
       source.readInto && f.size <= slot.input.length
         ? source.readInto(slot.input, f.offset, f.size).then((n) => slot.input.subarray(0, n))
         : source.read(f.offset, f.size);
+    const mine = Promise.all([hashed, read]).then(([, data]) => {
+      archiveHash?.update(data);
+      return data;
+    });
+    hashed = mine;
     inflight.push(
-      read.then(async (data) => {
+      mine.then(async (data) => {
         if (data.length !== f.size) throw corrupt(source.location, `archive is truncated in frame ${index}`);
         const r = await pool.run({
           op: 'decompress',
@@ -201,14 +266,26 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
       options.onProgress?.(done, manifest.archive.tarSize);
     }
     checker.finish();
+    if (archiveHash) checkArchiveSha256(source, manifest, archiveHash.digest('hex'));
   } catch (err) {
     await Promise.allSettled(inflight);
+    let e = err;
     if (err instanceof TarFormatError) {
-      throw new DeployToolError('ERR_INDEX_MISMATCH', `${source.location}: ${err.message}`, {
+      e = new DeployToolError('ERR_INDEX_MISMATCH', `${source.location}: ${err.message}`, {
         hint: 'The archive does not match its manifest; it was altered or crafted. Do not deploy it.',
       });
     }
-    throw err;
+    // The refusal the checks in their documented order give: a damaged archive (its size and sha256)
+    // before anything found inside it. Only for refusals of the content, not for errors of the
+    // target (ENOSPC, EACCES), which are reported as they are.
+    if (verifyDigest && e instanceof DeployToolError && contentCodes.has(e.code)) {
+      try {
+        await verifyArchiveDigest(source, manifest);
+      } catch (whole) {
+        if (whole instanceof DeployToolError && whole.code === 'ERR_ARCHIVE_CORRUPT') throw whole;
+      }
+    }
+    throw e;
   }
 }
 

@@ -163,8 +163,11 @@ export class TarChecker {
       if (st.kind === 'data') {
         const n = Math.min(st.remaining, chunk.length - off);
         const piece = chunk.subarray(off, off + n);
+        // The sink starts writing the piece, then the piece is hashed while it is written: the
+        // bytes hashed are the bytes written (the same memory, which neither changes).
+        const written = this.options.sink?.data?.(st.entry, piece);
         st.hash.update(piece);
-        if (this.options.sink?.data) await this.options.sink.data(st.entry, piece);
+        if (written) await written;
         st.remaining -= n;
         off += n;
         this.pos += n;

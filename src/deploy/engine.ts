@@ -10,6 +10,7 @@ import {
   link,
   lstat,
   mkdir,
+  open,
   readdir,
   readFile,
   readlink,
@@ -17,14 +18,16 @@ import {
   rm,
   symlink,
   chmod,
+  type FileHandle,
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import { framesOfFiles, readArchive, readArchiveFiles } from '../archive/reader.js';
 import { createExtractSink } from '../archive/extract.js';
-import type { CodecPool } from '../archive/pool.js';
+import { runCodecTask } from '../archive/codec-task.js';
+import { createCodecPool, type CodecPool } from '../archive/pool.js';
 import { DeployToolError, errnoCode, fsError } from '../core/errors.js';
 import type { Reporter } from '../core/events.js';
-import { fsyncDir, writeFileAtomic } from '../core/fs-atomic.js';
+import { fsyncDir } from '../core/fs-atomic.js';
 import { hashFile, sha256Hex } from '../core/hash.js';
 import { parseComponentManifestText, type ComponentManifest, type FileEntry } from '../manifest/component.js';
 import type { ReleaseComponent } from '../manifest/release.js';
@@ -44,7 +47,7 @@ import {
   type TargetRelease,
 } from './layout.js';
 import type { LoadedComponent, ReleaseSource } from './source.js';
-import { rollbackTarget, type StateComponent, type TargetState } from './state.js';
+import { readState, rollbackTarget, type StateComponent, type TargetState } from './state.js';
 
 export interface PlannedComponent {
   type: string;
@@ -138,7 +141,12 @@ const fileKey = (e: FileEntry): string => `${e.sha256}:${e.size}:${parseInt(e.mo
  * regular file of the manifest's size and mode. `deploy-tool verify` re-hashes every file, linked ones
  * included. Encrypted archives are decrypted whole, so they get no file-level reuse.
  */
-export async function planFileReuse(t: TargetPaths, state: TargetState, c: PlannedComponent): Promise<void> {
+export async function planFileReuse(
+  t: TargetPaths,
+  state: TargetState,
+  c: PlannedComponent,
+  known?: ReadonlyMap<string, ComponentManifest>,
+): Promise<void> {
   c.linked = undefined;
   c.frames = undefined;
   if (c.action !== 'extract' || c.manifest.encryption) return;
@@ -154,7 +162,7 @@ export async function planFileReuse(t: TargetPaths, state: TargetState, c: Plann
       const dir = join(releaseDir(t, r), componentDirRel(k.type, k.version));
       let m: ComponentManifest;
       try {
-        m = (await readStoredManifest(t, r, k)).manifest;
+        m = (await readStoredManifest(t, r, k, known)).manifest;
       } catch {
         continue; // altered on the target: not a source of files
       }
@@ -195,6 +203,41 @@ export async function planFileReuse(t: TargetPaths, state: TargetState, c: Plann
   c.linkedFrom = [...from].sort();
 }
 
+/** Below this many compressed bytes to decompress, codec workers cost more (their boot) than they save. */
+const POOL_MIN_BYTES = 32 * 1024 * 1024;
+
+/**
+ * The codec pool for staging these components: worker threads (started now, so that they boot
+ * while the release folder is prepared) when there is much to decompress, else the calling thread.
+ */
+export function deployPool(components: PlannedComponent[]): CodecPool {
+  let bytes = 0;
+  for (const c of components) if (c.action === 'extract') bytes += framesBytes(c) ?? c.archiveBytes;
+  if (bytes < POOL_MIN_BYTES) return { run: runCodecTask, size: 1, close: () => Promise.resolve() };
+  return createCodecPool(undefined, { prestart: true });
+}
+
+/**
+ * Codec workers started before the lock is taken (they boot while the session opens), when the
+ * target's state, read without the lock, suggests a large extraction: none of these components'
+ * versions is kept there whole. undefined otherwise (the plan under the lock then picks the pool).
+ */
+export async function earlyPool(
+  t: TargetPaths,
+  components: PlannedComponent[],
+): Promise<CodecPool | undefined> {
+  let state: TargetState;
+  try {
+    state = await readState(t.state);
+  } catch {
+    return undefined;
+  }
+  let bytes = 0;
+  for (const c of components)
+    if (!(await findReusable(t, state, c).catch(() => null))) bytes += c.archiveBytes;
+  return bytes >= POOL_MIN_BYTES ? createCodecPool(undefined, { prestart: true }) : undefined;
+}
+
 /** Compressed bytes of the frames a partial extraction reads (undefined: the whole archive). */
 export const framesBytes = (c: PlannedComponent): number | undefined =>
   c.frames?.reduce((s, i) => s + (c.manifest.frames[i]?.size ?? 0), 0);
@@ -204,6 +247,8 @@ export async function readStoredManifest(
   t: TargetPaths,
   release: string,
   c: { type: string; version: string; manifestSha256: string },
+  /** Manifests already parsed, by the sha256 of their text: the same bytes need no second parse. */
+  known?: ReadonlyMap<string, ComponentManifest>,
 ): Promise<{ manifest: ComponentManifest; text: string }> {
   const path = join(releaseDir(t, release), manifestRel(c.type, c.version));
   let text: string;
@@ -220,7 +265,8 @@ export async function readStoredManifest(
       hint: 'Deploy the release again from its source.',
     });
   }
-  return { manifest: parseComponentManifestText(text, path), text };
+  const parsed = known?.get(c.manifestSha256);
+  return { manifest: parsed ?? parseComponentManifestText(text, path), text };
 }
 
 export interface StageOptions extends Reporter {
@@ -230,6 +276,11 @@ export interface StageOptions extends Reporter {
   source: ReleaseSource | undefined;
   pool: CodecPool;
   record: Omit<TargetRelease, 'components' | 'schemaVersion' | 'kind' | 'release'>;
+  /**
+   * Runs once everything is written, while the last fsyncs complete (for example recording the
+   * release as staged in the target state); stageRelease resolves after both.
+   */
+  whileSyncing?: (() => Promise<void>) | undefined;
 }
 
 /** Builds the complete release folder under staging/ and returns its path (not yet visible). */
@@ -245,8 +296,67 @@ export async function stageRelease(o: StageOptions): Promise<string> {
   }
 }
 
+/**
+ * fsyncs started in the background while the staging folder is built (they overlap with the rest of
+ * the work and with each other), all waited for before the folder counts as complete.
+ */
+function backgroundSyncs(): { add(p: Promise<void>): void; wait(): Promise<void> } {
+  const all: Promise<void>[] = [];
+  let first: Error | undefined;
+  return {
+    add(p) {
+      all.push(
+        p.catch((err: unknown) => {
+          first ??= err instanceof Error ? err : new Error(String(err));
+        }),
+      );
+    },
+    async wait() {
+      await Promise.all(all);
+      if (first) throw first;
+    },
+  };
+}
+
+/**
+ * Creates a file of the staging folder (exclusively: never through an existing name) and starts its
+ * fsync. No temporary name and rename: nothing in staging is visible until the folder is complete.
+ */
+async function writeStaged(
+  path: string,
+  data: string,
+  syncs: ReturnType<typeof backgroundSyncs>,
+): Promise<void> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, 'wx', 0o644);
+    await fh.writeFile(data);
+  } catch (err) {
+    await fh?.close().catch(() => undefined);
+    throw fsError(err, path, 'write');
+  }
+  const h = fh;
+  syncs.add(
+    h.sync().then(
+      () => h.close(),
+      async (err: unknown) => {
+        await h.close().catch(() => undefined);
+        throw fsError(err, path, 'write');
+      },
+    ),
+  );
+}
+
 async function buildStaging(o: StageOptions, staging: string): Promise<string> {
   const { t } = o;
+  const syncs = backgroundSyncs();
+  // Folders whose entries must be durable before the release is (fsync'ed together at the end).
+  const dirs = new Set<string>([
+    staging,
+    join(staging, '.deploy-tool'),
+    join(staging, '.deploy-tool', 'manifests'),
+    join(staging, '.links'),
+  ]);
   await mkdir(join(staging, '.deploy-tool', 'manifests'), { recursive: true }).catch((err: unknown) => {
     throw fsError(err, staging, 'create');
   });
@@ -257,16 +367,21 @@ async function buildStaging(o: StageOptions, staging: string): Promise<string> {
     await mkdir(dir, { recursive: true }).catch((err: unknown) => {
       throw fsError(err, dir, 'create');
     });
+    dirs.add(join(staging, c.type));
     let done = false;
     if (c.action === 'reuse' && c.reuseFrom) {
       const from = join(releaseDir(t, c.reuseFrom), rel);
       const t0 = performance.now();
       done = await linkComponent(from, dir, c.manifest);
-      if (done)
+      if (done) {
+        // The links' folders (an extraction's sink syncs its own).
+        dirs.add(dir);
+        for (const e of c.manifest.files)
+          if (e.type === 'directory') dirs.add(join(dir, ...e.path.split('/')));
         o.onLog?.(
           `reused ${c.type}:${c.version} from release ${c.reuseFrom} (hard links, ${(performance.now() - t0).toFixed(1)} ms)`,
         );
-      else {
+      } else {
         o.onWarning?.(
           `the copy of ${c.type}:${c.version} in release ${c.reuseFrom} is not intact; extracting it again`,
         );
@@ -279,12 +394,12 @@ async function buildStaging(o: StageOptions, staging: string): Promise<string> {
       let loaded = c.loaded;
       loaded ??= await o.source.getComponent({ type: c.type, version: c.version });
       const t0 = performance.now();
-      await extractComponent(o, loaded, c, dir);
+      await extractComponent(o, loaded, c, dir, syncs);
       o.onLog?.(
         `extracted ${c.type}:${c.version} (${c.files} files, ${c.bytes} bytes, ${(performance.now() - t0).toFixed(1)} ms)`,
       );
     }
-    await writeFileAtomic(join(staging, manifestRel(c.type, c.version)), c.manifestText);
+    await writeStaged(join(staging, manifestRel(c.type, c.version)), c.manifestText, syncs);
     await symlink(`../${rel}`, join(staging, '.links', c.type));
   }
   const record: TargetRelease = {
@@ -300,9 +415,11 @@ async function buildStaging(o: StageOptions, staging: string): Promise<string> {
       totalSize: c.bytes,
     })),
   };
-  await writeFileAtomic(recordPath(staging), `${JSON.stringify(record, null, 2)}\n`);
-  await fsyncDir(join(staging, '.links'));
-  await fsyncDir(staging);
+  await writeStaged(recordPath(staging), `${JSON.stringify(record, null, 2)}\n`, syncs);
+  for (const d of dirs) syncs.add(fsyncDir(d));
+  const [synced, other] = await Promise.allSettled([syncs.wait(), o.whileSyncing?.()]);
+  if (synced.status === 'rejected') throw synced.reason;
+  if (other.status === 'rejected') throw other.reason;
   return staging;
 }
 
@@ -311,6 +428,7 @@ async function extractComponent(
   loaded: LoadedComponent,
   c: PlannedComponent,
   dir: string,
+  syncs: ReturnType<typeof backgroundSyncs>,
 ): Promise<void> {
   if (!o.source) throw new Error('internal: no source');
   const linked = c.linked;
@@ -339,7 +457,7 @@ async function extractComponent(
         onProgress: (done, total) =>
           o.onProgress?.({ phase: 'extract', item: `${c.type}:${c.version}`, done, total, unit: 'bytes' }),
       });
-      await sink.flush();
+      syncs.add(sink.flush()); // completes while the rest of the release folder is written
       return;
     }
     o.onLog?.(`verifying and extracting ${archive.location}`);

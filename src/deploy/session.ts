@@ -3,7 +3,7 @@
  * cleans what an interrupted run left, and runs the activation (hooks, switch, health check,
  * automatic switch back) shared by deploy, version switch and version rollback.
  */
-import { mkdir } from 'node:fs/promises';
+import { lstat, mkdir } from 'node:fs/promises';
 import { sep } from 'node:path';
 import type { ProjectConfig } from '../core/config.js';
 import { DeployToolError, errnoCode, fsError } from '../core/errors.js';
@@ -53,8 +53,8 @@ async function mkdirp(dir: string): Promise<void> {
  * test/e2e/crash.test.ts can kill -9 the CLI exactly inside a critical window instead of at a random
  * time. Phases: `locked` (lock just taken, before recovery), `staged` (release recorded as staged, its
  * folder not yet renamed into releases/), `before-switch` (after pre_deploy), `switched` (current
- * renamed, state.json not yet updated), `activated` (state saved, before post_deploy/post_rollback
- * and the health check), `switched-back` (after an automatic switch back, before state.json records
+ * renamed, state.json not yet updated), `activated` (before post_deploy/post_rollback and the health
+ * check; the state is saved first when either is configured), `switched-back` (after an automatic switch back, before state.json records
  * it). Unset, it costs one environment lookup.
  */
 export async function testPause(phase: string, log?: (m: string) => void): Promise<void> {
@@ -90,10 +90,16 @@ export async function openSession(o: SessionOptions): Promise<Session> {
   o.onLog?.(`lock taken: ${t.lock}`);
   try {
     await testPause('locked', o.onLog);
+    const existed = await lstat(t.state).then(
+      () => true,
+      () => false,
+    );
     const state = await readState(t.state);
     const save = (): Promise<void> => writeState(t.state, state);
+    const before = JSON.stringify(state);
     const cleaned = await recover(t, state, o.onLog);
-    await save();
+    // Written when recovery changed something (else the state on disk already says the same).
+    if (!existed || JSON.stringify(state) !== before) await save();
     return { t, state, lock, cleaned, save, close: () => lock.release() };
   } catch (err) {
     await lock.release();
@@ -184,21 +190,20 @@ export async function activate(
   await testPause('switched', h.onLog);
   state.current = release;
   rec.activatedAt = new Date().toISOString();
-  await s.save();
+  const postHook =
+    entry.action === 'rollback' ? h.config?.hooks?.post_rollback : h.config?.hooks?.post_deploy;
+  const healthCommand = h.healthCheck ?? h.config?.health_check;
+  // Saved now when a hook or a health check runs before the outcome is known; otherwise the final
+  // save below records the switch and its success at once (a crash in between is reconciled from
+  // the `current` link by the next run's recovery either way).
+  if (postHook || healthCommand) await s.save();
   await testPause('activated', h.onLog);
 
-  const post = await run(
-    entry.action === 'rollback' ? 'post_rollback' : 'post_deploy',
-    entry.action === 'rollback' ? h.config?.hooks?.post_rollback : h.config?.hooks?.post_deploy,
-  );
+  const post = await run(entry.action === 'rollback' ? 'post_rollback' : 'post_deploy', postHook);
   let failure: HookResult | undefined = post && hookFailed(post) ? post : undefined;
   let healthCheck: HookResult | undefined;
   if (!failure) {
-    healthCheck = await run(
-      'health_check',
-      h.healthCheck ?? h.config?.health_check,
-      h.config?.health_check_timeout ?? 60,
-    );
+    healthCheck = await run('health_check', healthCommand, h.config?.health_check_timeout ?? 60);
     if (healthCheck && hookFailed(healthCheck)) failure = healthCheck;
   }
   if (failure) {

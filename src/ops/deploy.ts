@@ -5,7 +5,6 @@
  */
 import { lstat, rename } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { createCodecPool } from '../archive/pool.js';
 import { DeployToolError, fsError } from '../core/errors.js';
 import type { CommonOptions } from '../core/events.js';
 import { fsyncDir } from '../core/fs-atomic.js';
@@ -14,6 +13,8 @@ import { tryOpenProject, type Project } from '../core/project.js';
 import { parseComponentRef, validateVersion } from '../core/validate.js';
 import {
   applyRetention,
+  deployPool,
+  earlyPool,
   findReusable,
   framesBytes,
   planFileReuse,
@@ -273,6 +274,8 @@ async function wanted(
 /** Decides extract or reuse for each component against the target's state. */
 async function decide(t: TargetPaths, state: TargetState, current: string | null, w: Wanted): Promise<void> {
   const cur = current ? state.releases[current] : undefined;
+  // The manifests being deployed, already parsed: kept releases often store the very same bytes.
+  const known = new Map(w.components.map((c) => [c.manifestSha256, c.manifest]));
   for (const c of w.components) {
     if (RESERVED_TYPES.has(c.type)) {
       throw new DeployToolError(
@@ -288,7 +291,7 @@ async function decide(t: TargetPaths, state: TargetState, current: string | null
     );
     c.reuseFrom = await findReusable(t, state, c);
     c.action = c.reuseFrom ? 'reuse' : 'extract';
-    await planFileReuse(t, state, c);
+    await planFileReuse(t, state, c, known);
   }
 }
 
@@ -468,14 +471,22 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
   const preCurrent = (await readCurrent(t).catch(() => null)) ?? null;
   const selectiveFromCurrent = !o.release && (o.components?.length ?? 0) > 0;
   let w = selectiveFromCurrent ? undefined : await wanted(o, source, t, preCurrent);
+  // Workers for a large extraction boot while the session opens (closed in every case below).
+  const early = w ? await earlyPool(t, w.components) : undefined;
 
-  const s = await openSession({
-    root,
-    command: o.command ?? 'deploy',
-    wait: o.wait,
-    onWarning: o.onWarning,
-    onLog: log,
-  });
+  let s: Awaited<ReturnType<typeof openSession>>;
+  try {
+    s = await openSession({
+      root,
+      command: o.command ?? 'deploy',
+      wait: o.wait,
+      onWarning: o.onWarning,
+      onLog: log,
+    });
+  } catch (err) {
+    await early?.close();
+    throw err;
+  }
   const { state } = s;
   let entry: ReturnType<typeof startHistory> | undefined;
   let stagedName: string | undefined;
@@ -508,7 +519,8 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
     }
     entry = startHistory(state, 'deploy', w.release, comps);
     if (!existing) {
-      const pool = createCodecPool();
+      const { release, base } = w;
+      const pool = early ?? deployPool(w.components);
       let staging: string;
       try {
         staging = await stageRelease({
@@ -526,20 +538,23 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
             sourceRelease: w.sourceRelease,
             base: w.base,
           },
+          // Recorded as staged while the release folder's last fsyncs complete (before its rename).
+          whileSyncing: async () => {
+            state.releases[release] = {
+              status: 'staged',
+              createdAt: new Date().toISOString(),
+              activatedAt: null,
+              base,
+              components: comps,
+              error: null,
+            };
+            stagedName = release;
+            await s.save();
+          },
         });
       } finally {
         await pool.close();
       }
-      state.releases[w.release] = {
-        status: 'staged',
-        createdAt: new Date().toISOString(),
-        activatedAt: null,
-        base: w.base,
-        components: comps,
-        error: null,
-      };
-      stagedName = w.release;
-      await s.save();
       await testPause('staged', log); // test-only (crash test), see session.ts
       try {
         await rename(staging, releaseDir(t, w.release));
@@ -590,6 +605,7 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
     }
     throw err;
   } finally {
+    await early?.close();
     await s.close();
   }
 }

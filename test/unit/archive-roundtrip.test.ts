@@ -165,7 +165,7 @@ describe('writeArchive and readArchive', () => {
     expect(data.equals(big)).toBe(true);
   });
 
-  it('refuses an archive whose size or sha256 differs from the manifest, before decompressing', async () => {
+  it('refuses an archive whose size (before reading) or sha256 (before resolving) differs from the manifest', async () => {
     const { manifest, path } = await packTo('zstd', 'whole');
     const source = await openLocalArchive(path);
     try {
