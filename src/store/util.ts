@@ -1,7 +1,7 @@
 /** Helpers over any Store. */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -44,5 +44,133 @@ export async function putFileRange(
     return await store.putFile(key, tmp, options);
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** A sha256 computed on a worker thread, over bytes of shared buffers (no copies). */
+interface HashThread {
+  /** Hashes bytes [start, end) of a buffer over a SharedArrayBuffer; resolves once they are hashed. */
+  update(buf: Buffer, start: number, end: number): Promise<void>;
+  /** The digest (hex) of the bytes since the previous cut; the next bytes start a new hash. */
+  cut(): Promise<string>;
+  close(): Promise<void>;
+}
+
+const HASH_WORKER = `
+const { parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+let h = createHash('sha256');
+parentPort.on('message', (m) => {
+  if (m.sab) {
+    h.update(new Uint8Array(m.sab, m.offset, m.length));
+    parentPort.postMessage(0);
+  } else {
+    parentPort.postMessage(h.digest('hex'));
+    h = createHash('sha256');
+  }
+});
+`;
+
+async function hashThread(): Promise<HashThread> {
+  const { Worker } = await import('node:worker_threads');
+  const worker = new Worker(HASH_WORKER, { eval: true });
+  // Replies come in the order of the requests.
+  const waiting: { resolve: (v: unknown) => void; reject: (e: Error) => void }[] = [];
+  let failed: Error | undefined;
+  worker.on('message', (v: unknown) => waiting.shift()?.resolve(v));
+  const fail = (err: Error): void => {
+    failed ??= err;
+    for (const w of waiting.splice(0)) w.reject(err);
+  };
+  worker.on('error', fail);
+  worker.on('exit', (code) => fail(new Error(`hash thread exited (${code})`)));
+  const ask = <T>(msg: unknown): Promise<T> =>
+    failed
+      ? Promise.reject(failed)
+      : new Promise<T>((resolve, reject) => {
+          waiting.push({ resolve: resolve as (v: unknown) => void, reject });
+          worker.postMessage(msg);
+        });
+  return {
+    update: (buf, start, end) =>
+      end <= start
+        ? Promise.resolve()
+        : ask<void>({ sab: buf.buffer, offset: buf.byteOffset + start, length: end - start }),
+    cut: () => ask<string>({}),
+    async close() {
+      failed ??= new Error('hash thread closed');
+      await worker.terminate();
+    },
+  };
+}
+
+/**
+ * Reads a file once, in order, and computes on two worker threads both the sha256 of the whole
+ * file and the sha256 of each consecutive piece (`ends`: ascending end offsets of the pieces, the
+ * last one the file size): what publishing to a bucket needs (the archive's digest, checked against
+ * its manifest, and the digest of each chunk, its key), with no byte read or hashed twice by one
+ * thread. `onPiece` is called as soon as each piece's digest is known (uploads start meanwhile).
+ */
+export async function hashFilePieces(
+  path: string,
+  ends: readonly number[],
+  onPiece?: (i: number, sha256: string) => void,
+): Promise<{ sha256: string; size: number; pieces: string[] }> {
+  const BLOCK = 4 * 1024 * 1024;
+  const SLOTS = 4;
+  const fh = await open(path, 'r');
+  const whole = await hashThread();
+  const parts = await hashThread();
+  try {
+    const size = (await fh.stat()).size;
+    const total = ends.length ? (ends[ends.length - 1] ?? 0) : size;
+    const slots = Array.from({ length: SLOTS }, () => ({
+      buf: Buffer.from(new SharedArrayBuffer(BLOCK)),
+      busy: Promise.resolve() as Promise<unknown>,
+    }));
+    const pieces: Promise<string>[] = [];
+    let piece = 0;
+    let pieceStart = 0;
+    for (let pos = 0, k = 0; pos < size; k++) {
+      const slot = slots[k % SLOTS]!;
+      await slot.busy;
+      const want = Math.min(BLOCK, size - pos);
+      let n = 0;
+      while (n < want) {
+        const { bytesRead } = await fh.read(slot.buf, n, want - n, pos + n);
+        if (bytesRead === 0) break;
+        n += bytesRead;
+      }
+      if (n === 0) break;
+      const jobs: Promise<unknown>[] = [whole.update(slot.buf, 0, n)];
+      // The block's bytes, cut at the ends of the pieces they hold.
+      let at = 0;
+      while (at < n && piece < ends.length) {
+        const end = Math.min(n, (ends[piece] ?? total) - pos);
+        jobs.push(parts.update(slot.buf, at, end));
+        at = end;
+        if (pos + at === ends[piece]) {
+          const i = piece;
+          const d = parts.cut();
+          d.then((sha) => onPiece?.(i, sha)).catch(() => undefined);
+          pieces.push(d);
+          piece++;
+          pieceStart = pos + at;
+        }
+      }
+      slot.busy = Promise.all(jobs);
+      // A failure surfaces at the next use of this slot, or below.
+      slot.busy.catch(() => undefined);
+      pos += n;
+    }
+    await Promise.all(slots.map((s) => s.busy));
+    if (piece < ends.length && pieceStart < total) {
+      // The file is shorter than the pieces: the last one is cut short (its digest is wrong).
+      pieces.push(parts.cut());
+    }
+    const [sha256, digests] = await Promise.all([whole.cut(), Promise.all(pieces)]);
+    return { sha256, size, pieces: digests };
+  } finally {
+    await Promise.all([whole.close(), parts.close(), fh.close()]);
   }
 }
