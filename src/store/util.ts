@@ -47,31 +47,45 @@ export async function putFileRange(
   }
 }
 
-/** A sha256 computed on a worker thread, over bytes of shared buffers (no copies). */
-interface HashThread {
+/**
+ * sha256s computed on a worker thread over bytes of shared buffers (no copies). Several hashes may
+ * run at once, named by `id`; requests are served in order.
+ */
+export interface HashThread {
   /** Hashes bytes [start, end) of a buffer over a SharedArrayBuffer; resolves once they are hashed. */
-  update(buf: Buffer, start: number, end: number): Promise<void>;
-  /** The digest (hex) of the bytes since the previous cut; the next bytes start a new hash. */
-  cut(): Promise<string>;
+  update(buf: Uint8Array, start: number, end: number, id?: string): Promise<void>;
+  /** The digest (hex) of the bytes given to `id` since its previous cut; the next bytes start anew. */
+  cut(id?: string): Promise<string>;
+  /** Forgets hash `id` (an abandoned download). */
+  drop(id: string): void;
   close(): Promise<void>;
 }
 
 const HASH_WORKER = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-let h = createHash('sha256');
+const hashes = new Map();
+const get = (id) => {
+  let h = hashes.get(id);
+  if (!h) hashes.set(id, (h = createHash('sha256')));
+  return h;
+};
 parentPort.on('message', (m) => {
   if (m.sab) {
-    h.update(new Uint8Array(m.sab, m.offset, m.length));
+    get(m.id).update(new Uint8Array(m.sab, m.offset, m.length));
     parentPort.postMessage(0);
+  } else if (m.drop) {
+    hashes.delete(m.id);
   } else {
-    parentPort.postMessage(h.digest('hex'));
-    h = createHash('sha256');
+    const hex = get(m.id).digest('hex');
+    hashes.delete(m.id);
+    parentPort.postMessage(hex);
   }
 });
 `;
 
-async function hashThread(): Promise<HashThread> {
+/** Starts a hash thread (a worker thread, ended by close()). */
+export async function hashThread(): Promise<HashThread> {
   const { Worker } = await import('node:worker_threads');
   const worker = new Worker(HASH_WORKER, { eval: true });
   // Replies come in the order of the requests.
@@ -92,11 +106,16 @@ async function hashThread(): Promise<HashThread> {
           worker.postMessage(msg);
         });
   return {
-    update: (buf, start, end) =>
-      end <= start
-        ? Promise.resolve()
-        : ask<void>({ sab: buf.buffer, offset: buf.byteOffset + start, length: end - start }),
-    cut: () => ask<string>({}),
+    update: (buf, start, end, id = '') => {
+      if (end <= start) return Promise.resolve();
+      if (!(buf.buffer instanceof SharedArrayBuffer))
+        return Promise.reject(new Error('internal: hash thread needs a shared buffer'));
+      return ask<void>({ sab: buf.buffer, offset: buf.byteOffset + start, length: end - start, id });
+    },
+    cut: (id = '') => ask<string>({ id }),
+    drop: (id) => {
+      if (!failed) worker.postMessage({ drop: true, id });
+    },
     async close() {
       failed ??= new Error('hash thread closed');
       await worker.terminate();
@@ -124,9 +143,9 @@ export async function hashFilePieces(
   try {
     const size = (await fh.stat()).size;
     const total = ends.length ? (ends[ends.length - 1] ?? 0) : size;
-    const slots = Array.from({ length: SLOTS }, () => ({
+    const slots: { buf: Buffer; busy: Promise<unknown> }[] = Array.from({ length: SLOTS }, () => ({
       buf: Buffer.from(new SharedArrayBuffer(BLOCK)),
-      busy: Promise.resolve() as Promise<unknown>,
+      busy: Promise.resolve(),
     }));
     const pieces: Promise<string>[] = [];
     let piece = 0;

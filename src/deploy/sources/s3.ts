@@ -14,8 +14,6 @@
  * cache index (dry runs). `stats` records, per archive, bytes downloaded, bytes from the cache, and
  * which sources served it.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { ProjectConfig } from '../../core/config.js';
@@ -30,6 +28,8 @@ import { parseReleaseManifestText, type ReleaseComponent } from '../../manifest/
 import { keys, mapLimit, parseRecipe, type ArchiveRecipe, type RecipeChunk } from '../../store/bucket.js';
 import { openConfiguredCache, type DownloadCache } from '../../store/cache.js';
 import { resolveStore, type NamedStore, type StoreFlags } from '../../store/resolve.js';
+import type { S3Store } from '../../store/drivers/s3.js';
+import { hashThread } from '../../store/util.js';
 import { storedArchive } from '../../trust/encrypt.js';
 import type {
   ArchiveOpenOptions,
@@ -76,22 +76,6 @@ export interface BucketReleaseSource extends ReleaseSource {
    */
   planArchive(component: LoadedComponent, options?: ArchiveOpenOptions): Promise<ArchiveTransfer>;
   transferOf(component: LoadedComponent): ArchiveTransfer | undefined;
-}
-
-/** Limits concurrent tasks to n (shared by all the chunks of an archive). */
-function semaphore(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active >= n) await new Promise<void>((res) => waiting.push(res));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
 }
 
 interface Range {
@@ -333,121 +317,22 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     return { plan, missing: missing.map(({ chunk, only }) => ({ chunk, only })) };
   };
 
-  const hashFile = async (path: string): Promise<string> => {
-    const h = createHash('sha256');
-    for await (const b of createReadStream(path, { highWaterMark: 4 * MiB })) h.update(b as Buffer);
-    return h.digest('hex');
-  };
-
   /**
-   * Fetches a chunk the cache lacks into it, verified; ranges run through `limit` (shared by all
-   * the chunks of the archive). Starts with store `from` (and its successors for each range).
+   * Bytes [offset, offset+length) of a chunk into `buf` (a shared buffer: the hash threads read
+   * it): the driver's copy-free read when it has one. Returns the number of bytes received.
    */
-  const fetchChunk = async (
-    m: ComponentManifest,
-    c: RecipeChunk,
-    id: string,
-    t: ArchiveTransfer,
-    limit: <T>(fn: () => Promise<T>) => Promise<T>,
-    progress: () => void,
-    from: number,
-    only?: ReadonlySet<number>,
-  ): Promise<{ ok: true } | { ok: false; error: DeployToolError }> => {
-    const key = keys.blob(c.sha256);
-    const part = cache.partialPath(c.sha256);
-    await mkdir(dirname(part), { recursive: true });
-    const ranges = rangesOf(m, c);
-    const done = from === 0 ? await partialDone(m, c) : new Set<number>();
-    const st = await stat(part).catch(() => undefined);
-    const reuse = done.size > 0 && st?.size === c.size;
-    const fh = await open(part, reuse ? 'r+' : 'w+');
-    // Stores that served ranges of this chunk: they count once the whole chunk is verified.
-    const servers = new Set<string>();
-    try {
-      if (!reuse) await fh.truncate(c.size);
-      if (done.size) o.onLog?.(`${id}: resuming ${key} (${done.size}/${ranges.length} ranges already here)`);
-      let pending = Promise.resolve();
-      await Promise.all(
-        ranges.map((r, i) =>
-          done.has(i) || (only && !only.has(i))
-            ? Promise.resolve()
-            : limit(async () => {
-                const hit = await firstOf(
-                  `${id} ${key}`,
-                  async (s) => {
-                    const buf = await s.store.getRange(key, r.offset, r.size);
-                    // Received bytes count even when a check rejects them (then a mirror is asked).
-                    t.bytesDownloaded += buf.length;
-                    stats.bytesDownloaded += buf.length;
-                    if (buf.length !== r.size)
-                      throw corrupt(
-                        `${s.store.location} ${key}`,
-                        `range at ${r.offset} has ${buf.length} bytes, expected ${r.size}`,
-                      );
-                    let at = 0;
-                    for (const fi of r.frames) {
-                      const f = m.frames[fi];
-                      if (!f) continue;
-                      if (sha256Hex(buf.subarray(at, at + f.size)) !== f.sha256)
-                        throw corrupt(`${s.store.location} ${key}`, `frame ${fi} does not match its sha256`);
-                      at += f.size;
-                    }
-                    return buf;
-                  },
-                  from,
-                );
-                if (!hit) throw new Error('internal: no answer');
-                servers.add(hit.from.name);
-                await fh.write(hit.value, 0, hit.value.length, r.offset);
-                t.requests++;
-                done.add(i);
-                // The list of ranges on disk, written one at a time (resume).
-                pending = pending.then(() => cache.writePartial(c.sha256, [...done]));
-                await pending;
-                progress();
-              }),
-        ),
-      );
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    if (done.size < ranges.length) {
-      // Only some ranges were wanted: they stay in the partial file, each frame verified on arrival
-      // (a later deploy resumes from them), and the reader checks every frame's sha256 again.
-      for (const name of servers) servedBy(t, name);
-      return { ok: true };
-    }
-    const digest = await hashFile(part);
-    if (digest !== c.sha256) {
-      await cache.dropPartial(c.sha256);
-      return {
-        ok: false,
-        error: corrupt(`${description} ${key}`, `chunk sha256 is ${digest}, expected ${c.sha256}`),
-      };
-    }
-    await cache.commit(c.sha256);
-    for (const name of servers) servedBy(t, name);
-    return { ok: true };
-  };
-
-  /** Fetches a chunk; a wrong chunk sha256 fetches it again from the next store. */
-  const ensureChunk = async (
-    m: ComponentManifest,
-    c: RecipeChunk,
-    id: string,
-    t: ArchiveTransfer,
-    limit: <T>(fn: () => Promise<T>) => Promise<T>,
-    progress: () => void,
-    only?: ReadonlySet<number>,
-  ): Promise<void> => {
-    for (let from = 0; ; from++) {
-      const r = await fetchChunk(m, c, id, t, limit, progress, from, only);
-      if (r.ok) return;
-      const next = stores[from + 1];
-      if (!next) throw r.error;
-      o.onWarning?.(`${id}: ${r.error.message}; trying mirror ${next.name}`);
-    }
+  const fetchInto = async (
+    store: NamedStore['store'],
+    key: string,
+    offset: number,
+    length: number,
+    buf: Buffer,
+  ): Promise<number> => {
+    const direct = (store as Partial<Pick<S3Store, 'getRangeInto'>>).getRangeInto;
+    if (direct) return direct.call(store, key, offset, length, buf);
+    const data = await store.getRange(key, offset, length);
+    if (data.length <= buf.length) data.copy(buf, 0);
+    return data.length;
   };
 
   /** HEADs the chunks the cache lacks in the stores (first that has each): ERR_ARCHIVE_MISSING if none. */
@@ -575,35 +460,418 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       const planned = t.requests;
       t.requests = 0;
       const t0 = performance.now();
-      const limit = semaphore(parallel);
-      const progress = (): void =>
-        o.onProgress?.({
-          phase: 'download',
-          item: id,
-          done: t.bytesDownloaded,
-          total: Math.max(t.bytesToDownload, t.bytesDownloaded),
-          unit: 'bytes',
-        });
-      // Chunks the cache has are marked used (LRU), the others fetched in parallel.
+      // Chunks the cache has are marked used (LRU); the others are fetched while the archive is read.
       const fetched = new Set(missing.map((x) => x.chunk.sha256));
       for (const c of recipe.chunks) if (!fetched.has(c.sha256)) await cache.has(c.sha256, c.size);
-      // Several chunks at a time (their ranges share `limit`), not one file handle per chunk.
-      await mapLimit(missing, parallel, (x) => ensureChunk(m, x.chunk, id, t, limit, progress, x.only));
-      // Chunks fetched in part are read from their partial file (only the wanted frames are there).
-      // (Unless the ranges fetched now completed it: then it was verified whole and is in the cache.)
-      const partial = new Set<string>();
-      for (const x of missing)
-        if (x.only && !(await cache.peek(x.chunk.sha256, x.chunk.size))) partial.add(x.chunk.sha256);
-      if (t.bytesFromCache > 0) servedBy(t, 'cache');
-      stats.bytesFromCache += t.bytesFromCache;
-      stats.servedBy[id] = [...t.servedBy];
-      o.onLog?.(
-        `${id}: ${t.bytesDownloaded} bytes downloaded in ${t.requests}/${planned} ranges, ${t.bytesFromCache} from the cache (${(performance.now() - t0).toFixed(0)} ms)`,
-      );
-      await cache.prune({ keep: new Set([recipe.archive.sha256, ...recipe.chunks.map((c) => c.sha256)]) });
-      return openChunkedArchive(recipe, cache, `${description} ${id} (${recipe.archive.name})`, partial);
+      const location = `${description} ${id} (${recipe.archive.name})`;
+      const finish = async (): Promise<void> => {
+        if (t.bytesFromCache > 0) servedBy(t, 'cache');
+        stats.bytesFromCache += t.bytesFromCache;
+        stats.servedBy[id] = [...t.servedBy];
+        o.onLog?.(
+          `${id}: ${t.bytesDownloaded} bytes downloaded in ${t.requests}/${planned} ranges, ${t.bytesFromCache} from the cache (${(performance.now() - t0).toFixed(0)} ms)`,
+        );
+        await cache.prune({ keep: new Set([recipe.archive.sha256, ...recipe.chunks.map((c) => c.sha256)]) });
+      };
+      if (missing.length === 0) {
+        await finish();
+        return openChunkedArchive(recipe, cache, location);
+      }
+      return streamArchive(m, id, recipe, t, missing, location, finish);
     },
   };
+
+  /** One chunk the cache lacks, fetched while the archive is read (see streamArchive). */
+  interface Job {
+    chunk: RecipeChunk;
+    key: string;
+    ranges: Range[];
+    /** Indexes of the only ranges wanted (incremental deploys); undefined: all of the chunk. */
+    only: Set<number> | undefined;
+    /** Ranges on disk, every frame verified (a resumed download's and those fetched now). */
+    done: Set<number>;
+    /** Ranges the reader may read now. */
+    available: Set<number>;
+    /** Every wanted range is available (a whole chunk: verified whole and in the cache). */
+    finished: boolean;
+    fh: FileHandle | undefined;
+    /** Reads in progress on fh (it is closed once the chunk is finished and they are done). */
+    readers: number;
+    /** Handles of abandoned copies (a wrong chunk refetched from a mirror), closed at the end. */
+    retired: FileHandle[];
+    /** The first store asked for its ranges (the next one after a wrong chunk). */
+    from: number;
+    servers: Set<string>;
+    /** The chunk's sha256 is computed in archive order as its ranges land: the next range to hash. */
+    hashNext: number;
+    hashing: boolean;
+    hashId: string;
+    /** Writes of the list of ranges on disk (resume), one at a time. */
+    pending: Promise<void>;
+  }
+
+  /**
+   * The ArchiveSource of an archive whose chunks are fetched as it is read: range GETs run ahead
+   * of the reader in archive order (`parallel` in flight, each into one reused buffer: memory is
+   * bounded by parallel x the largest range), every frame of a range checked by sha256 as it lands
+   * (on a hash thread) before the range is written to the chunk's partial file in the cache; a read
+   * waits for the ranges it covers. A whole chunk's sha256 is computed in order as its ranges land;
+   * its last range is readable only once that digest is right and the chunk is in the cache (a wrong
+   * chunk is fetched again from the next mirror). Chunks without frames (encrypted archives) are
+   * readable only once verified whole. An error fails the reads that need the bytes (and close()).
+   */
+  const streamArchive = async (
+    m: ComponentManifest,
+    id: string,
+    recipe: ArchiveRecipe,
+    t: ArchiveTransfer,
+    missing: { chunk: RecipeChunk; only?: Set<number> | undefined }[],
+    location: string,
+    finish: () => Promise<void>,
+  ): Promise<ArchiveSource> => {
+    const [frameHash, chunkHash] = await Promise.all([hashThread(), hashThread()]);
+    const jobs = new Map<string, Job>();
+    const queue: { job: Job; i: number }[] = [];
+    let seq = 0;
+    let maxRange = 0;
+    try {
+      for (const x of missing) {
+        const c = x.chunk;
+        const part = cache.partialPath(c.sha256);
+        await mkdir(dirname(part), { recursive: true });
+        const ranges = rangesOf(m, c);
+        const done = await partialDone(m, c);
+        let only = x.only;
+        // Wanted ranges plus those already here make the whole chunk: it is verified and cached.
+        if (only && ranges.every((_, i) => only?.has(i) || done.has(i))) only = undefined;
+        const fh = await open(part, done.size > 0 ? 'r+' : 'w+');
+        if (done.size === 0) await fh.truncate(c.size);
+        else
+          o.onLog?.(
+            `${id}: resuming ${keys.blob(c.sha256)} (${done.size}/${ranges.length} ranges already here)`,
+          );
+        const job: Job = {
+          chunk: c,
+          key: keys.blob(c.sha256),
+          ranges,
+          only,
+          done,
+          available: new Set(),
+          finished: false,
+          fh,
+          readers: 0,
+          retired: [],
+          from: 0,
+          servers: new Set(),
+          hashNext: 0,
+          hashing: false,
+          hashId: `c${seq++}`,
+          pending: Promise.resolve(),
+        };
+        jobs.set(c.sha256, job);
+        let queued = false;
+        ranges.forEach((r, i) => {
+          if (done.has(i)) {
+            if (only && c.frames) job.available.add(i);
+            return;
+          }
+          if (only && !only.has(i)) return;
+          queue.push({ job, i });
+          queued = true;
+          maxRange = Math.max(maxRange, r.size);
+        });
+        if (only && !queued) job.finished = true;
+        // Nothing to fetch but the chunk is not verified yet: hash what is on disk.
+        else if (!queued) {
+          queue.push({ job, i: -1 });
+          maxRange = Math.max(maxRange, ...ranges.map((r) => r.size));
+        }
+      }
+    } catch (err) {
+      for (const j of jobs.values()) await j.fh?.close();
+      await Promise.all([frameHash.close(), chunkHash.close()]);
+      throw err;
+    }
+
+    let failure: Error | undefined;
+    let stopped = false;
+    let wake!: () => void;
+    let changed = new Promise<void>((res) => (wake = res));
+    const notify = (): void => {
+      const w = wake;
+      changed = new Promise<void>((res) => (wake = res));
+      w();
+    };
+    const fail = (err: unknown): void => {
+      failure ??= err instanceof Error ? err : new Error(String(err));
+      stopped = true;
+      notify();
+    };
+    const unfinished = (): number => [...jobs.values()].filter((j) => !j.finished).length;
+    const progress = (): void =>
+      o.onProgress?.({
+        phase: 'download',
+        item: id,
+        done: t.bytesDownloaded,
+        total: Math.max(t.bytesToDownload, t.bytesDownloaded),
+        unit: 'bytes',
+      });
+    const closeIfIdle = async (j: Job): Promise<void> => {
+      if (!j.finished || j.readers > 0 || !j.fh) return;
+      const fh = j.fh;
+      j.fh = undefined;
+      await fh.close();
+    };
+    const readRange = async (fh: FileHandle, buf: Buffer, r: Range): Promise<void> => {
+      let got = 0;
+      while (got < r.size) {
+        const { bytesRead } = await fh.read(buf, got, r.size - got, r.offset + got);
+        if (bytesRead === 0) throw new Error(`internal: ${fh.fd} is short`);
+        got += bytesRead;
+      }
+    };
+
+    /** The chunk is verified whole: into the cache, every range readable; or refetched from a mirror. */
+    const complete = async (j: Job): Promise<void> => {
+      const digest = await chunkHash.cut(j.hashId);
+      const sha = j.chunk.sha256;
+      if (digest === sha) {
+        await j.fh?.sync();
+        await j.pending;
+        await cache.commit(sha);
+        for (const name of j.servers) servedBy(t, name);
+        j.ranges.forEach((_, i) => j.available.add(i));
+        j.finished = true;
+        notify();
+        await closeIfIdle(j);
+        return;
+      }
+      const error = corrupt(`${description} ${j.key}`, `chunk sha256 is ${digest}, expected ${sha}`);
+      await j.pending;
+      await cache.dropPartial(sha);
+      const next = stores[j.from + 1];
+      if (!next) throw error;
+      o.onWarning?.(`${id}: ${error.message}; trying mirror ${next.name}`);
+      // Readers of this copy keep their handle (the file is gone, its bytes stay readable).
+      if (j.fh) j.retired.push(j.fh);
+      j.fh = await open(cache.partialPath(sha), 'w+');
+      await j.fh.truncate(j.chunk.size);
+      j.from++;
+      j.done.clear();
+      j.available.clear();
+      j.servers.clear();
+      j.hashNext = 0;
+      j.hashId = `c${seq++}`;
+      j.ranges.forEach((_, i) => queue.push({ job: j, i }));
+      notify();
+    };
+
+    /** Hashes the chunk's ranges on disk in order (`held`: the range `buf` holds, -1: none). */
+    const advance = async (j: Job, buf: Buffer, held: number): Promise<void> => {
+      if (j.only) {
+        if (held >= 0 && j.chunk.frames) j.available.add(held);
+        if ([...j.only].every((i) => j.done.has(i))) {
+          for (const name of j.servers) servedBy(t, name);
+          j.finished = true;
+          await closeIfIdle(j);
+        }
+        notify();
+        return;
+      }
+      if (j.hashing) return; // the one hashing picks this range up
+      j.hashing = true;
+      try {
+        while (j.done.has(j.hashNext) && j.fh) {
+          const k = j.hashNext;
+          const r = j.ranges[k];
+          if (!r) break;
+          if (k !== held) {
+            await readRange(j.fh, buf, r);
+            held = k;
+          }
+          await chunkHash.update(buf, 0, r.size, j.hashId);
+          j.hashNext++;
+          // Frames verified: readable now, but for the last range (readable once the chunk is).
+          if (j.chunk.frames && j.hashNext < j.ranges.length) {
+            j.available.add(k);
+            notify();
+          }
+        }
+      } finally {
+        j.hashing = false;
+      }
+      if (j.hashNext === j.ranges.length && !j.finished) await complete(j);
+    };
+
+    /** Fetches range i of job j into buf, every frame checked, from the first store that has it right. */
+    const fetchRange = async (j: Job, i: number, buf: Buffer): Promise<void> => {
+      const r = j.ranges[i];
+      if (!r) return;
+      const rid = `r${seq++}`;
+      const hit = await firstOf(
+        `${id} ${j.key}`,
+        async (s) => {
+          const n = await fetchInto(s.store, j.key, r.offset, r.size, buf);
+          // Received bytes count even when a check rejects them (then a mirror is asked).
+          t.bytesDownloaded += n;
+          stats.bytesDownloaded += n;
+          if (n !== r.size)
+            throw corrupt(
+              `${s.store.location} ${j.key}`,
+              `range at ${r.offset} has ${n} bytes, expected ${r.size}`,
+            );
+          let at = 0;
+          for (const fi of r.frames) {
+            const f = m.frames[fi];
+            if (!f) continue;
+            await frameHash.update(buf, at, at + f.size, rid);
+            if ((await frameHash.cut(rid)) !== f.sha256)
+              throw corrupt(`${s.store.location} ${j.key}`, `frame ${fi} does not match its sha256`);
+            at += f.size;
+          }
+          return true;
+        },
+        j.from,
+      );
+      if (!hit) throw new Error('internal: no answer');
+      if (stopped || !j.fh) return;
+      j.servers.add(hit.from.name);
+      await j.fh.write(buf, 0, r.size, r.offset);
+      t.requests++;
+      // The list of ranges on disk, written one at a time (resume), before the range counts as done.
+      const list = [...j.done, i];
+      j.pending = j.pending.then(() => cache.writePartial(j.chunk.sha256, list));
+      await j.pending;
+      j.done.add(i);
+      progress();
+      await advance(j, buf, i);
+    };
+
+    const worker = async (): Promise<void> => {
+      let buf: Buffer | undefined;
+      while (!stopped) {
+        const task = queue.shift();
+        if (!task) {
+          if (unfinished() === 0) return;
+          await changed;
+          continue;
+        }
+        buf ??= Buffer.from(new SharedArrayBuffer(maxRange));
+        if (task.i < 0) await advance(task.job, buf, -1);
+        else await fetchRange(task.job, task.i, buf);
+      }
+    };
+    const workers = Array.from({ length: Math.min(parallel, Math.max(1, queue.length)) }, () =>
+      worker().catch(fail),
+    );
+    const background = (async () => {
+      await Promise.all(workers);
+      if (!failure && !stopped) await finish();
+    })().catch(fail);
+    notify();
+
+    const handles = new Map<string, Promise<FileHandle>>();
+    const handle = (sha: string, partial: boolean): Promise<FileHandle> => {
+      let h = handles.get(sha);
+      if (!h) {
+        h = open(partial ? cache.partialPath(sha) : cache.chunkPath(sha), 'r');
+        h.catch(() => undefined);
+        handles.set(sha, h);
+      }
+      return h;
+    };
+    const chunks = recipe.chunks;
+    const find = (offset: number): number => {
+      let lo = 0;
+      let hi = chunks.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if ((chunks[mid]?.offset ?? 0) <= offset) lo = mid;
+        else hi = mid - 1;
+      }
+      return lo;
+    };
+    /** Waits until bytes [from, from+n) of job j are readable (or will never be fetched). */
+    const ready = async (j: Job, from: number, n: number): Promise<void> => {
+      for (;;) {
+        if (j.finished) return;
+        if (failure) throw failure;
+        if (stopped) throw new Error(`${location}: the archive was closed`);
+        let ok = true;
+        for (const [k, r] of j.ranges.entries()) {
+          if (r.offset >= from + n || r.offset + r.size <= from) continue;
+          // A range that is not fetched reads as what the partial file holds (readers check frames).
+          if (j.only && !j.only.has(k) && !j.done.has(k)) continue;
+          if (!j.available.has(k)) {
+            ok = false;
+            break;
+          }
+        }
+        if (ok) return;
+        await changed;
+      }
+    };
+    const readInto = async (out: Uint8Array, offset: number, length: number): Promise<number> => {
+      const end = Math.min(offset + length, recipe.archive.size);
+      let pos = offset;
+      for (let i = find(offset); pos < end && i < chunks.length; i++) {
+        const c = chunks[i];
+        if (!c) break;
+        const from = pos - c.offset;
+        const n = Math.min(c.size - from, end - pos);
+        const j = jobs.get(c.sha256);
+        if (j) await ready(j, from, n);
+        let fh: FileHandle;
+        const live = j?.fh;
+        if (j && live) {
+          fh = live;
+          j.readers++;
+        } else fh = await handle(c.sha256, !!j?.only);
+        let got = 0;
+        try {
+          while (got < n) {
+            const { bytesRead } = await fh.read(out, pos - offset + got, n - got, from + got);
+            if (bytesRead === 0) break;
+            got += bytesRead;
+          }
+        } finally {
+          if (j && live) {
+            j.readers--;
+            await closeIfIdle(j);
+          }
+        }
+        pos += got;
+        if (got < n) break;
+      }
+      return pos - offset;
+    };
+    return {
+      location,
+      size: () => Promise.resolve(recipe.archive.size),
+      readInto,
+      async read(offset, length) {
+        const out = Buffer.allocUnsafe(Math.max(0, Math.min(offset + length, recipe.archive.size) - offset));
+        const n = await readInto(out, offset, out.length);
+        return n === out.length ? out : out.subarray(0, n);
+      },
+      async close() {
+        if (unfinished() > 0) stopped = true;
+        notify();
+        await background;
+        for (const j of jobs.values()) {
+          for (const fh of j.retired) await fh.close().catch(() => undefined);
+          const fh = j.fh;
+          j.fh = undefined;
+          await fh?.close().catch(() => undefined);
+        }
+        for (const h of handles.values()) await (await h.catch(() => undefined))?.close();
+        handles.clear();
+        await Promise.all([frameHash.close(), chunkHash.close()]);
+        if (failure) throw failure;
+      },
+    };
+  };
+
   return source;
 }
 
