@@ -129,6 +129,35 @@ export function planRanges(
   return out;
 }
 
+/** Pieces a range is checked in: its frames (by sha256), else slices of PIECE bytes (unchecked). */
+const PIECE = 4 * MiB;
+/** A range streams through a buffer of this size (to disk and to the hash thread). */
+const STAGE = MiB;
+interface Piece {
+  /** Offset in the chunk. */
+  offset: number;
+  size: number;
+  sha256?: string | undefined;
+  frame?: number;
+}
+
+function piecesOfRange(frames: readonly { size: number; sha256: string }[], r: Range): Piece[] {
+  const out: Piece[] = [];
+  if (r.frames.length) {
+    let at = r.offset;
+    for (const fi of r.frames) {
+      const f = frames[fi];
+      if (!f) continue;
+      out.push({ offset: at, size: f.size, sha256: f.sha256, frame: fi });
+      at += f.size;
+    }
+    return out;
+  }
+  for (let at = 0; at < r.size; at += PIECE)
+    out.push({ offset: r.offset + at, size: Math.min(PIECE, r.size - at) });
+  return out;
+}
+
 function isReleaseRef(ref: ReleaseComponent | ComponentRef): ref is ReleaseComponent {
   return 'manifestSha256' in ref;
 }
@@ -318,20 +347,21 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
   };
 
   /**
-   * Bytes [offset, offset+length) of a chunk into `buf` (a shared buffer: the hash threads read
-   * it): the driver's copy-free read when it has one. Returns the number of bytes received.
+   * Streams bytes [offset, offset+length) of an object to `onData` (`at`: offset in the range; a
+   * retried attempt starts again at 0): the driver's streaming read when it has one, else one
+   * range read. Returns the number of bytes received.
    */
-  const fetchInto = async (
+  const streamRange = async (
     store: NamedStore['store'],
     key: string,
     offset: number,
     length: number,
-    buf: Buffer,
+    onData: (data: Uint8Array, at: number) => Promise<void>,
   ): Promise<number> => {
-    const direct = (store as Partial<Pick<S3Store, 'getRangeInto'>>).getRangeInto;
-    if (direct) return direct.call(store, key, offset, length, buf);
+    const streaming = (store as Partial<Pick<S3Store, 'getRangeStream'>>).getRangeStream;
+    if (streaming) return streaming.call(store, key, offset, length, onData);
     const data = await store.getRange(key, offset, length);
-    if (data.length <= buf.length) data.copy(buf, 0);
+    if (data.length <= length) await onData(data, 0);
     return data.length;
   };
 
@@ -502,9 +532,8 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     /** The first store asked for its ranges (the next one after a wrong chunk). */
     from: number;
     servers: Set<string>;
-    /** The chunk's sha256 is computed in archive order as its ranges land: the next range to hash. */
+    /** The chunk's sha256 is computed in order from the ranges on disk: the next range to hash. */
     hashNext: number;
-    hashing: boolean;
     hashId: string;
     /** Writes of the list of ranges on disk (resume), one at a time. */
     pending: Promise<void>;
@@ -512,13 +541,14 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
 
   /**
    * The ArchiveSource of an archive whose chunks are fetched as it is read: range GETs run ahead
-   * of the reader in archive order (`parallel` in flight, each into one reused buffer: memory is
-   * bounded by parallel x the largest range), every frame of a range checked by sha256 as it lands
-   * (on a hash thread) before the range is written to the chunk's partial file in the cache; a read
-   * waits for the ranges it covers. A whole chunk's sha256 is computed in order as its ranges land;
-   * its last range is readable only once that digest is right and the chunk is in the cache (a wrong
-   * chunk is fetched again from the next mirror). Chunks without frames (encrypted archives) are
-   * readable only once verified whole. An error fails the reads that need the bytes (and close()).
+   * of the reader in archive order (`parallel` in flight), each streamed through one reused 1 MiB
+   * buffer to the chunk's partial file in the cache and to a hash thread that checks every frame's
+   * sha256 (memory: parallel x 1 MiB, whatever the frame and range sizes); a range is readable once
+   * all its frames are verified, and a read waits for the ranges it covers. Each chunk's sha256 is
+   * computed in order from its ranges on disk, and its last range is readable only once that
+   * digest is right and the chunk is in the cache (a wrong chunk is fetched again from the next
+   * mirror). Chunks without frames (encrypted archives) are readable only once verified whole. An
+   * error fails the reads that need the bytes (and close()).
    */
   const streamArchive = async (
     m: ComponentManifest,
@@ -529,11 +559,12 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     location: string,
     finish: () => Promise<void>,
   ): Promise<ArchiveSource> => {
-    const [frameHash, chunkHash] = await Promise.all([hashThread(), hashThread()]);
+    // One thread hashes the frames as they land and the chunks in order.
+    const hasher = await hashThread();
     const jobs = new Map<string, Job>();
     const queue: { job: Job; i: number }[] = [];
     let seq = 0;
-    let maxRange = 0;
+    const piecesOf = (r: Range): Piece[] => piecesOfRange(m.frames, r);
     try {
       for (const x of missing) {
         const c = x.chunk;
@@ -564,7 +595,6 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
           from: 0,
           servers: new Set(),
           hashNext: 0,
-          hashing: false,
           hashId: `c${seq++}`,
           pending: Promise.resolve(),
         };
@@ -578,18 +608,14 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
           if (only && !only.has(i)) return;
           queue.push({ job, i });
           queued = true;
-          maxRange = Math.max(maxRange, r.size);
         });
         if (only && !queued) job.finished = true;
         // Nothing to fetch but the chunk is not verified yet: hash what is on disk.
-        else if (!queued) {
-          queue.push({ job, i: -1 });
-          maxRange = Math.max(maxRange, ...ranges.map((r) => r.size));
-        }
+        else if (!queued) queue.push({ job, i: -1 });
       }
     } catch (err) {
       for (const j of jobs.values()) await j.fh?.close();
-      await Promise.all([frameHash.close(), chunkHash.close()]);
+      await hasher.close();
       throw err;
     }
 
@@ -602,8 +628,10 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       changed = new Promise<void>((res) => (wake = res));
       w();
     };
+    /** close() before every chunk was fetched: what is in flight ends, nothing new starts. */
+    let closing = false;
     const fail = (err: unknown): void => {
-      failure ??= err instanceof Error ? err : new Error(String(err));
+      if (!closing) failure ??= err instanceof Error ? err : new Error(String(err));
       stopped = true;
       notify();
     };
@@ -622,18 +650,18 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       j.fh = undefined;
       await fh.close();
     };
-    const readRange = async (fh: FileHandle, buf: Buffer, r: Range): Promise<void> => {
+    const readAt = async (fh: FileHandle, buf: Buffer, n: number, position: number): Promise<void> => {
       let got = 0;
-      while (got < r.size) {
-        const { bytesRead } = await fh.read(buf, got, r.size - got, r.offset + got);
-        if (bytesRead === 0) throw new Error(`internal: ${fh.fd} is short`);
+      while (got < n) {
+        const { bytesRead } = await fh.read(buf, got, n - got, position + got);
+        if (bytesRead === 0) throw new Error(`internal: a partial download is short at ${position + got}`);
         got += bytesRead;
       }
     };
 
     /** The chunk is verified whole: into the cache, every range readable; or refetched from a mirror. */
     const complete = async (j: Job): Promise<void> => {
-      const digest = await chunkHash.cut(j.hashId);
+      const digest = await hasher.cut(j.hashId);
       const sha = j.chunk.sha256;
       if (digest === sha) {
         await j.fh?.sync();
@@ -666,69 +694,107 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       notify();
     };
 
-    /** Hashes the chunk's ranges on disk in order (`held`: the range `buf` holds, -1: none). */
-    const advance = async (j: Job, buf: Buffer, held: number): Promise<void> => {
+    /** Hashes the ranges of chunk j on disk, in order, as far as they are there (one at a time). */
+    let hashBuf: Buffer | undefined;
+    let hashing = Promise.resolve();
+    const hashInOrder = async (j: Job): Promise<void> => {
+      while (j.done.has(j.hashNext) && j.fh && !stopped) {
+        const r = j.ranges[j.hashNext];
+        if (!r) break;
+        hashBuf ??= Buffer.from(new SharedArrayBuffer(STAGE));
+        for (let at = 0; at < r.size; at += hashBuf.length) {
+          const n = Math.min(hashBuf.length, r.size - at);
+          await readAt(j.fh, hashBuf, n, r.offset + at);
+          await hasher.update(hashBuf, 0, n, j.hashId);
+        }
+        j.hashNext++;
+      }
+      if (j.hashNext === j.ranges.length && !j.finished && !stopped) await complete(j);
+    };
+    /** Range i of chunk j is on disk, every frame verified: readable (not the last), hashed in order. */
+    const landed = (j: Job, i: number): Promise<void> => {
       if (j.only) {
-        if (held >= 0 && j.chunk.frames) j.available.add(held);
-        if ([...j.only].every((i) => j.done.has(i))) {
+        if (i >= 0 && j.chunk.frames) j.available.add(i);
+        if ([...j.only].every((k) => j.done.has(k))) {
           for (const name of j.servers) servedBy(t, name);
           j.finished = true;
-          await closeIfIdle(j);
+          notify();
+          return closeIfIdle(j);
         }
         notify();
-        return;
+        return Promise.resolve();
       }
-      if (j.hashing) return; // the one hashing picks this range up
-      j.hashing = true;
-      try {
-        while (j.done.has(j.hashNext) && j.fh) {
-          const k = j.hashNext;
-          const r = j.ranges[k];
-          if (!r) break;
-          if (k !== held) {
-            await readRange(j.fh, buf, r);
-            held = k;
-          }
-          await chunkHash.update(buf, 0, r.size, j.hashId);
-          j.hashNext++;
-          // Frames verified: readable now, but for the last range (readable once the chunk is).
-          if (j.chunk.frames && j.hashNext < j.ranges.length) {
-            j.available.add(k);
-            notify();
-          }
-        }
-      } finally {
-        j.hashing = false;
+      if (i >= 0 && j.chunk.frames && i < j.ranges.length - 1) {
+        j.available.add(i);
+        notify();
       }
-      if (j.hashNext === j.ranges.length && !j.finished) await complete(j);
+      // One hashing pass at a time, over all the chunks (a single reused buffer); the fetches go on.
+      hashing = hashing.then(() => hashInOrder(j)).catch(fail);
+      return Promise.resolve();
     };
 
-    /** Fetches range i of job j into buf, every frame checked, from the first store that has it right. */
+    /** Streams range i of job j frame by frame into buf, each frame checked, then written to disk. */
     const fetchRange = async (j: Job, i: number, buf: Buffer): Promise<void> => {
       const r = j.ranges[i];
       if (!r) return;
+      const pieces = piecesOf(r);
       const rid = `r${seq++}`;
       const hit = await firstOf(
         `${id} ${j.key}`,
         async (s) => {
-          const n = await fetchInto(s.store, j.key, r.offset, r.size, buf);
-          // Received bytes count even when a check rejects them (then a mirror is asked).
-          t.bytesDownloaded += n;
-          stats.bytesDownloaded += n;
-          if (n !== r.size)
-            throw corrupt(
-              `${s.store.location} ${j.key}`,
-              `range at ${r.offset} has ${n} bytes, expected ${r.size}`,
-            );
-          let at = 0;
-          for (const fi of r.frames) {
-            const f = m.frames[fi];
-            if (!f) continue;
-            await frameHash.update(buf, at, at + f.size, rid);
-            if ((await frameHash.cut(rid)) !== f.sha256)
-              throw corrupt(`${s.store.location} ${j.key}`, `frame ${fi} does not match its sha256`);
-            at += f.size;
+          const where = `${s.store.location} ${j.key}`;
+          let piece = 0;
+          /** Bytes of the current piece received, and of them those still in buf. */
+          let got = 0;
+          let fill = 0;
+          if (stopped) return true;
+          const flush = async (p: Piece): Promise<void> => {
+            if (stopped || !j.fh) throw new Error(`${location}: the archive was closed`);
+            // On disk before it is verified, but a range counts (is read, or resumed) only once
+            // all its frames are.
+            await Promise.all([
+              j.fh.write(buf, 0, fill, p.offset + got - fill),
+              p.sha256 ? hasher.update(buf, 0, fill, rid) : undefined,
+            ]);
+            fill = 0;
+            progress();
+          };
+          const received = streamRange(s.store, j.key, r.offset, r.size, async (data, at) => {
+            if (at === 0) {
+              piece = 0; // a retried attempt starts again
+              got = 0;
+              fill = 0;
+              hasher.drop(rid);
+            }
+            // Received bytes count even when a check rejects them (then a mirror is asked).
+            t.bytesDownloaded += data.length;
+            stats.bytesDownloaded += data.length;
+            let used = 0;
+            while (used < data.length) {
+              const p = pieces[piece];
+              if (!p) throw corrupt(where, `range at ${r.offset} has more than ${r.size} bytes`);
+              const take = Math.min(p.size - got, buf.length - fill, data.length - used);
+              buf.set(data.subarray(used, used + take), fill);
+              fill += take;
+              got += take;
+              used += take;
+              if (fill === buf.length || got === p.size) await flush(p);
+              if (got < p.size) continue;
+              if (p.sha256 && (await hasher.cut(rid)) !== p.sha256)
+                throw corrupt(where, `frame ${p.frame} does not match its sha256`);
+              piece++;
+              got = 0;
+            }
+          });
+          let n: number;
+          try {
+            n = await received;
+          } catch (err) {
+            if (stopped) return true; // closed meanwhile: no mirror to ask
+            throw err;
           }
+          if (n !== r.size || piece !== pieces.length)
+            throw corrupt(where, `range at ${r.offset} has ${n} bytes, expected ${r.size}`);
           return true;
         },
         j.from,
@@ -736,15 +802,13 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       if (!hit) throw new Error('internal: no answer');
       if (stopped || !j.fh) return;
       j.servers.add(hit.from.name);
-      await j.fh.write(buf, 0, r.size, r.offset);
       t.requests++;
       // The list of ranges on disk, written one at a time (resume), before the range counts as done.
       const list = [...j.done, i];
       j.pending = j.pending.then(() => cache.writePartial(j.chunk.sha256, list));
       await j.pending;
       j.done.add(i);
-      progress();
-      await advance(j, buf, i);
+      await landed(j, i);
     };
 
     const worker = async (): Promise<void> => {
@@ -756,9 +820,11 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
           await changed;
           continue;
         }
-        buf ??= Buffer.from(new SharedArrayBuffer(maxRange));
-        if (task.i < 0) await advance(task.job, buf, -1);
-        else await fetchRange(task.job, task.i, buf);
+        if (task.i < 0) await landed(task.job, -1);
+        else {
+          buf ??= Buffer.from(new SharedArrayBuffer(STAGE));
+          await fetchRange(task.job, task.i, buf);
+        }
       }
     };
     const workers = Array.from({ length: Math.min(parallel, Math.max(1, queue.length)) }, () =>
@@ -766,6 +832,10 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     );
     const background = (async () => {
       await Promise.all(workers);
+      await hashing;
+      // Every chunk is here: the hash thread and the buffers go before the extraction needs memory.
+      hashBuf = undefined;
+      await hasher.close();
       if (!failure && !stopped) await finish();
     })().catch(fail);
     notify();
@@ -855,9 +925,13 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
         return n === out.length ? out : out.subarray(0, n);
       },
       async close() {
-        if (unfinished() > 0) stopped = true;
+        if (unfinished() > 0 && !stopped) {
+          closing = true;
+          stopped = true;
+        }
         notify();
         await background;
+        await hashing;
         for (const j of jobs.values()) {
           for (const fh of j.retired) await fh.close().catch(() => undefined);
           const fh = j.fh;
@@ -866,7 +940,7 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
         }
         for (const h of handles.values()) await (await h.catch(() => undefined))?.close();
         handles.clear();
-        await Promise.all([frameHash.close(), chunkHash.close()]);
+        await hasher.close();
         if (failure) throw failure;
       },
     };

@@ -67,10 +67,15 @@ export interface S3StoreOptions {
 export interface S3Store extends Store {
   readonly bucket: string;
   /**
-   * Reads bytes [offset, offset+length) into `into` (at least `length` bytes long) without an
-   * intermediate copy; returns how many bytes the server sent (the caller checks it is `length`).
+   * Streams bytes [offset, offset+length) to `onData` as they arrive (`at`: offset in the range;
+   * a retried attempt starts again at 0), with the retries of getRange. Returns the bytes sent.
    */
-  getRangeInto(key: string, offset: number, length: number, into: Uint8Array): Promise<number>;
+  getRangeStream(
+    key: string,
+    offset: number,
+    length: number,
+    onData: (data: Uint8Array, at: number) => void | Promise<void>,
+  ): Promise<number>;
   readonly endpoint: string;
   /** Checks that the bucket exists and the credentials may use it (HeadBucket). */
   checkBucket(): Promise<void>;
@@ -563,12 +568,17 @@ export function createS3Store(options: S3StoreOptions): S3Store {
   };
 
   /**
-   * Reads bytes [offset, offset+length) of an object into `into` (from its start), copying the
-   * body's pieces as they arrive (no joined copy); returns the number of bytes the server sent.
+   * Streams bytes [offset, offset+length) of an object to `onData` as they arrive (`at`: where the
+   * piece lies in the range; awaited, so a slow consumer slows the transfer). A retried attempt
+   * starts again at 0. Returns the number of bytes the server sent (the caller checks it).
    */
-  const getRangeInto = (key: string, offset: number, length: number, into: Uint8Array): Promise<number> => {
+  const getRangeStream = (
+    key: string,
+    offset: number,
+    length: number,
+    onData: (data: Uint8Array, at: number) => void | Promise<void>,
+  ): Promise<number> => {
     if (length <= 0) return Promise.resolve(0);
-    if (into.length < length) throw new Error(`[${driver}] internal: range buffer too small`);
     return retry('get range of', key, async () => {
       const { client, sdk } = await getClient();
       try {
@@ -586,7 +596,7 @@ export function createS3Store(options: S3StoreOptions): S3Store {
             got += c.length;
             break;
           }
-          into.set(c, got);
+          await onData(c, got);
           got += c.length;
         }
         if (got <= length && r.ContentLength !== undefined && got !== r.ContentLength) {
@@ -653,7 +663,7 @@ export function createS3Store(options: S3StoreOptions): S3Store {
     head,
     get,
     getRange,
-    getRangeInto,
+    getRangeStream,
     async getStream(key, range) {
       return retry('get', key, async () => {
         const { client, sdk } = await getClient();
