@@ -194,7 +194,7 @@ export async function uploadArchive(
   store: Store,
   m: ComponentManifest,
   archivePath: string,
-  o: Reporter & { item?: string; parallel?: number } = {},
+  o: Reporter & { item?: string; parallel?: number; before?: Promise<unknown> | undefined } = {},
 ): Promise<UploadArchiveResult> {
   const stored = storedArchive(m);
   const recipeKey = keys.recipe(stored.sha256);
@@ -210,8 +210,11 @@ export async function uploadArchive(
     );
   }
   // The recipe is written after its chunks: when it is there, so is the archive (only the local
-  // file's digest is still checked, below). Asked while the hashing starts.
-  const present = store.head(recipeKey).then((info) => info !== undefined);
+  // file's digest is still checked, below). Asked while the hashing starts (after `o.before`: no
+  // request is made before it resolves, and its failure fails the upload).
+  const present = (o.before ?? Promise.resolve())
+    .then(() => store.head(recipeKey))
+    .then((info) => info !== undefined);
   present.catch(() => undefined);
   const plan = planChunks(m);
   const limit = semaphore(o.parallel ?? 4);
@@ -340,7 +343,8 @@ export interface BucketComponentResult extends UploadArchiveResult {
 export async function publishComponent(
   store: Store,
   c: BucketComponentInput,
-  o: Reporter = {},
+  /** `before`: requests wait for it (the archive is hashed meanwhile); its failure fails this. */
+  o: Reporter & { before?: Promise<unknown> | undefined } = {},
 ): Promise<BucketComponentResult> {
   const { entry } = c;
   const id = `${entry.type}:${entry.version}`;
