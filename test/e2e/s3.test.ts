@@ -703,6 +703,29 @@ describe('publish checks the archive in the pass that hashes its chunks', { time
     );
     expect(again.store.bytesUploaded).toBe(0);
   });
+
+  it('a release that exists with other components is refused before any chunk is sent', async () => {
+    const dir = await makeProject({ 'models/a.bin': noise(3 * MiB, 51) });
+    const pack = async (version: string): Promise<void> => {
+      const r = await runCli(['pack', './models', '--type', 'model', '--version', version], { cwd: dir });
+      expect(r.code, r.stderr).toBe(0);
+    };
+    await pack('1.0.0');
+    await writeTree(dir, { 'models/a.bin': noise(3 * MiB, 52) });
+    await pack('1.0.1');
+    const st = await makeS3Store(ceph, 'exists');
+    await ok(['publish', '--component', 'model:1.0.0', '--release-version', 'x1', ...s3Flags(st)], dir);
+    const blobs = (await st.list('blobs/')).map((o) => o.key);
+    const r = await runJson<any>(
+      ['publish', '--component', 'model:1.0.1', '--release-version', 'x1', ...s3Flags(st)],
+      { cwd: dir, env },
+    );
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.json.error.code).toBe('ERR_RELEASE_EXISTS');
+    expect((await st.list('blobs/')).map((o) => o.key)).toEqual(blobs);
+    expect(await st.list('components/model/1.0.1/')).toEqual([]);
+    expect(await st.list('archives/')).toHaveLength(1);
+  });
 });
 
 describe('bucket layout is readable with any S3 tool', { timeout: 180_000 }, () => {
