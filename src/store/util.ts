@@ -1,7 +1,7 @@
 /** Helpers over any Store. */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -123,12 +123,83 @@ export async function hashThread(): Promise<HashThread> {
   };
 }
 
+/** Reads a file into a ring of shared slots, hashes each block (the whole file), hands it to the piece hasher. */
+const READ_WORKER = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { openSync, readSync, closeSync } = require('node:fs');
+const { createHash } = require('node:crypto');
+const { path, slots, port } = workerData;
+const bufs = slots.map((sab) => new Uint8Array(sab));
+const free = bufs.map((_, i) => i);
+const waiting = [];
+port.on('message', (m) => {
+  free.push(m.free);
+  const w = waiting.shift();
+  if (w) w();
+});
+const slot = () => (free.length ? Promise.resolve() : new Promise((res) => waiting.push(res))).then(() => free.shift());
+(async () => {
+  const fd = openSync(path, 'r');
+  const h = createHash('sha256');
+  let pos = 0;
+  try {
+    for (;;) {
+      const i = await slot();
+      const n = readSync(fd, bufs[i], 0, bufs[i].length, pos);
+      if (n === 0) break;
+      h.update(bufs[i].subarray(0, n));
+      port.postMessage({ slot: i, length: n, pos });
+      pos += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  port.postMessage({ end: true });
+  parentPort.postMessage({ sha256: h.digest('hex'), size: pos });
+})().catch((err) => parentPort.postMessage({ error: String(err && err.message || err) }));
+`;
+
+/** Hashes the pieces of the blocks the reader hands over (cut at ends), and gives each slot back. */
+const PIECE_WORKER = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const { slots, port, ends } = workerData;
+const bufs = slots.map((sab) => new Uint8Array(sab));
+let piece = 0;
+let h = createHash('sha256');
+let started = false;
+port.on('message', (m) => {
+  if (m.end) {
+    // A file shorter than its pieces: the piece cut short gets the digest of what there was.
+    if (started && piece < ends.length) parentPort.postMessage({ piece: piece++, sha256: h.digest('hex') });
+    parentPort.postMessage({ done: true });
+    return;
+  }
+  const buf = bufs[m.slot];
+  let at = 0;
+  while (at < m.length && piece < ends.length) {
+    const end = Math.min(m.length, ends[piece] - m.pos);
+    h.update(buf.subarray(at, end));
+    started = true;
+    at = end;
+    if (m.pos + at === ends[piece]) {
+      parentPort.postMessage({ piece: piece++, sha256: h.digest('hex') });
+      h = createHash('sha256');
+      started = false;
+    }
+  }
+  port.postMessage({ free: m.slot });
+});
+`;
+
 /**
  * Reads a file once, in order, and computes on two worker threads both the sha256 of the whole
  * file and the sha256 of each consecutive piece (`ends`: ascending end offsets of the pieces, the
  * last one the file size): what publishing to a bucket needs (the archive's digest, checked against
- * its manifest, and the digest of each chunk, its key), with no byte read or hashed twice by one
- * thread. `onPiece` is called as soon as each piece's digest is known (uploads start meanwhile).
+ * its manifest, and the digest of each chunk, its key). One thread reads the file into shared
+ * slots and hashes the whole, the other hashes the pieces of the same slots: no byte is read twice,
+ * and neither waits for the main thread (which loads the S3 SDK and uploads meanwhile). `onPiece`
+ * is called as soon as each piece's digest is known (uploads start meanwhile).
  */
 export async function hashFilePieces(
   path: string,
@@ -137,59 +208,43 @@ export async function hashFilePieces(
 ): Promise<{ sha256: string; size: number; pieces: string[] }> {
   const BLOCK = 4 * 1024 * 1024;
   const SLOTS = 4;
-  const fh = await open(path, 'r');
-  const whole = await hashThread();
-  const parts = await hashThread();
+  const { Worker, MessageChannel } = await import('node:worker_threads');
+  const slots = Array.from({ length: SLOTS }, () => new SharedArrayBuffer(BLOCK));
+  const { port1, port2 } = new MessageChannel();
+  const reader = new Worker(READ_WORKER, {
+    eval: true,
+    workerData: { path, slots, port: port1 },
+    transferList: [port1],
+  });
+  const hasher = new Worker(PIECE_WORKER, {
+    eval: true,
+    workerData: { slots, port: port2, ends: [...ends] },
+    transferList: [port2],
+  });
+  const pieces: string[] = [];
   try {
-    const size = (await fh.stat()).size;
-    const total = ends.length ? (ends[ends.length - 1] ?? 0) : size;
-    const slots: { buf: Buffer; busy: Promise<unknown> }[] = Array.from({ length: SLOTS }, () => ({
-      buf: Buffer.from(new SharedArrayBuffer(BLOCK)),
-      busy: Promise.resolve(),
-    }));
-    const pieces: Promise<string>[] = [];
-    let piece = 0;
-    let pieceStart = 0;
-    for (let pos = 0, k = 0; pos < size; k++) {
-      const slot = slots[k % SLOTS]!;
-      await slot.busy;
-      const want = Math.min(BLOCK, size - pos);
-      let n = 0;
-      while (n < want) {
-        const { bytesRead } = await fh.read(slot.buf, n, want - n, pos + n);
-        if (bytesRead === 0) break;
-        n += bytesRead;
-      }
-      if (n === 0) break;
-      const jobs: Promise<unknown>[] = [whole.update(slot.buf, 0, n)];
-      // The block's bytes, cut at the ends of the pieces they hold.
-      let at = 0;
-      while (at < n && piece < ends.length) {
-        const end = Math.min(n, (ends[piece] ?? total) - pos);
-        jobs.push(parts.update(slot.buf, at, end));
-        at = end;
-        if (pos + at === ends[piece]) {
-          const i = piece;
-          const d = parts.cut();
-          d.then((sha) => onPiece?.(i, sha)).catch(() => undefined);
-          pieces.push(d);
-          piece++;
-          pieceStart = pos + at;
-        }
-      }
-      slot.busy = Promise.all(jobs);
-      // A failure surfaces at the next use of this slot, or below.
-      slot.busy.catch(() => undefined);
-      pos += n;
-    }
-    await Promise.all(slots.map((s) => s.busy));
-    if (piece < ends.length && pieceStart < total) {
-      // The file is shorter than the pieces: the last one is cut short (its digest is wrong).
-      pieces.push(parts.cut());
-    }
-    const [sha256, digests] = await Promise.all([whole.cut(), Promise.all(pieces)]);
-    return { sha256, size, pieces: digests };
+    const [whole] = await Promise.all([
+      new Promise<{ sha256: string; size: number }>((resolve, reject) => {
+        reader.on('message', (m: { sha256?: string; size?: number; error?: string }) => {
+          if (m.error !== undefined) reject(new Error(`${path}: ${m.error}`));
+          else resolve({ sha256: m.sha256 ?? '', size: m.size ?? 0 });
+        });
+        reader.on('error', reject);
+        reader.on('exit', (code) => reject(new Error(`hash thread exited (${code})`)));
+      }),
+      new Promise<void>((resolve, reject) => {
+        hasher.on('message', (m: { piece?: number; sha256?: string; done?: boolean }) => {
+          if (m.done) return resolve();
+          if (m.piece === undefined || m.sha256 === undefined) return;
+          pieces[m.piece] = m.sha256;
+          onPiece?.(m.piece, m.sha256);
+        });
+        hasher.on('error', reject);
+        hasher.on('exit', (code) => reject(new Error(`hash thread exited (${code})`)));
+      }),
+    ]);
+    return { sha256: whole.sha256, size: whole.size, pieces };
   } finally {
-    await Promise.all([whole.close(), parts.close(), fh.close()]);
+    await Promise.all([reader.terminate(), hasher.terminate()]);
   }
 }
