@@ -93,11 +93,16 @@ interface Checked {
   archivePath: string;
 }
 
-/** Loads and checks every component (manifest valid, archive present with the right size and sha256). */
+/**
+ * Loads and checks every component (manifest valid, archive present with the right size and sha256).
+ * `digest: false` checks the size only: for callers that check the sha256 in their own single pass
+ * over the archive before they write anything naming it (bucket stores: store/bucket.ts uploadArchive).
+ */
 export async function checkComponents(
   project: Project,
   refs: ComponentRef[],
   options: CommonOptions,
+  check: { digest?: boolean } = {},
 ): Promise<Checked[]> {
   const seen = new Set<string>();
   const out: Checked[] = [];
@@ -123,8 +128,19 @@ export async function checkComponents(
       throw err;
     });
     try {
-      options.onLog?.(`verifying ${archivePath}`);
-      await verifyArchiveDigest(source, storedDigestView(manifest));
+      if (check.digest === false) {
+        const size = await source.size();
+        const want = storedArchive(manifest).size;
+        if (size !== want) {
+          throw new DeployToolError(
+            'ERR_ARCHIVE_CORRUPT',
+            `${archivePath}: archive has ${size} bytes, the manifest says ${want}`,
+          );
+        }
+      } else {
+        options.onLog?.(`verifying ${archivePath}`);
+        await verifyArchiveDigest(source, storedDigestView(manifest));
+      }
     } catch (err) {
       if (err instanceof DeployToolError && err.code === 'ERR_ARCHIVE_CORRUPT') {
         throw new DeployToolError('ERR_ARCHIVE_CORRUPT', `${ref.type}:${ref.version}: ${err.message}`, {
@@ -166,7 +182,14 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   if (reg) return publishRegistry(options, project, reg, release);
   const signer = options.sign ? await loadSecretKey(resolve(options.cwd, options.sign)) : undefined;
   const signatures: string[] = [];
-  const checked = await checkComponents(project, refs, options);
+  // Bucket stores check each archive's sha256 in the pass that hashes its chunks (uploadArchive),
+  // before its recipe and manifest are written; components routed elsewhere are checked here.
+  const routes = release
+    ? componentRoutes(project.config, wantsStore(options) ? options.store : undefined)
+    : new Map<string, string>();
+  const checked = await checkComponents(project, refs, options, {
+    digest: !(wantsStore(options) && routes.size === 0),
+  });
 
   const storeRoot = release
     ? join(project.paths.releases, release)
@@ -186,9 +209,6 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     };
   });
   // Mixed stores: with a release, components routed by deploy.components go to their own store.
-  const routes = release
-    ? componentRoutes(project.config, wantsStore(options) ? options.store : undefined)
-    : new Map<string, string>();
   const routed = routes.size
     ? await publishRoutedComponents(
         checked.flatMap((c) => {

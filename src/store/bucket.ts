@@ -13,6 +13,7 @@
  * 64 MiB. Everything but pointers is written with If-None-Match: *, in the order blobs, recipe,
  * component manifest, release manifest, so that a crash leaves nothing a reader would use.
  */
+import { stat } from 'node:fs/promises';
 import { z } from 'zod';
 import { DeployToolError } from '../core/errors.js';
 import type { Reporter } from '../core/events.js';
@@ -21,7 +22,7 @@ import type { ComponentManifest } from '../manifest/component.js';
 import { parseReleaseManifestText, type ReleaseComponent } from '../manifest/release.js';
 import { storedArchive } from '../trust/encrypt.js';
 import type { Store } from './types.js';
-import { putFileRange, sha256OfFileRange } from './util.js';
+import { hashFilePieces, putFileRange, sha256OfFileRange } from './util.js';
 
 export const RECIPE_SCHEMA_VERSION = 1;
 const MiB = 1024 * 1024;
@@ -174,57 +175,113 @@ export interface UploadArchiveResult {
   bytesReused: number;
 }
 
-/** Uploads an archive's chunks that the bucket does not have, then its recipe. */
+/** The archive file does not match its manifest (nothing that names it is written). */
+function archiveMismatch(m: ComponentManifest, path: string, why: string): DeployToolError {
+  return new DeployToolError('ERR_ARCHIVE_CORRUPT', `${m.type}:${m.version}: ${path}: ${why}`, {
+    hint: `The archive in dist/ no longer matches its manifest; no recipe, manifest or release was written. Pack it again ("deploy-tool pack PATH --type ${m.type} --version ${m.version} --force").`,
+  });
+}
+
+/**
+ * Uploads an archive's chunks that the bucket does not have, then its recipe. The archive is read
+ * once, in order: one pass computes every chunk's sha256 (its key; a chunk the bucket lacks is
+ * uploaded as soon as its digest is known, signed with it) and the whole archive's sha256, which
+ * must be the manifest's before the recipe is written (callers write the component manifest only
+ * after this returns). Chunks uploaded before a mismatch is found are content-addressed blobs that
+ * nothing names, like those of an interrupted publish.
+ */
 export async function uploadArchive(
   store: Store,
   m: ComponentManifest,
   archivePath: string,
-  o: Reporter & { item?: string; parallel?: number } = {},
+  o: Reporter & { item?: string; parallel?: number; before?: Promise<unknown> | undefined } = {},
 ): Promise<UploadArchiveResult> {
   const stored = storedArchive(m);
   const recipeKey = keys.recipe(stored.sha256);
-  if (await store.head(recipeKey)) {
-    // The recipe is written after its chunks: the archive is already there.
-    o.onLog?.(`${stored.name}: already in ${store.location}`);
-    return { chunks: 0, chunksUploaded: 0, bytesUploaded: 0, bytesReused: stored.size };
+  const size = await stat(archivePath).then(
+    (st) => st.size,
+    () => -1,
+  );
+  if (size !== stored.size) {
+    throw archiveMismatch(
+      m,
+      archivePath,
+      size < 0 ? 'cannot read the archive' : `archive has ${size} bytes, the manifest says ${stored.size}`,
+    );
   }
-  // Each chunk is hashed (its key), then checked and uploaded signed with that sha256, so the
-  // hashing of one chunk overlaps the uploads of the others and no byte is hashed twice here.
+  // The recipe is written after its chunks: when it is there, so is the archive (only the local
+  // file's digest is still checked, below). Asked while the hashing starts (after `o.before`: no
+  // request is made before it resolves, and its failure fails the upload).
+  const present = (o.before ?? Promise.resolve())
+    .then(() => store.head(recipeKey))
+    .then((info) => info !== undefined);
+  present.catch(() => undefined);
   const plan = planChunks(m);
-  o.onLog?.(`${stored.name}: ${plan.length} chunks`);
+  const limit = semaphore(o.parallel ?? 4);
   let done = 0;
   let uploaded = 0;
   let bytesUploaded = 0;
-  // One hashing pass in archive order (not four interleaved), so the first upload starts as soon
-  // as the first chunk is hashed.
-  let prev: Promise<unknown> = Promise.resolve();
-  const hashes = plan.map((c) => {
-    const h = prev.then(() => sha256OfFileRange(archivePath, c.offset, c.size));
-    prev = h.catch(() => undefined);
-    return h;
-  });
-  for (const h of hashes) h.catch(() => undefined); // awaited below; a failure rejects there
-  const chunks = await mapLimit(plan, o.parallel ?? 4, async (c, i): Promise<RecipeChunk> => {
-    const sha256 = await (hashes[i] as Promise<string>);
-    const key = keys.blob(sha256);
-    const have = await store.head(key);
-    if (!have || have.size !== c.size) {
-      o.onLog?.(`uploading ${key} (${c.size} bytes)`);
-      // A blob with the wrong size is a leftover of a broken upload: replace it.
-      await putFileRange(
-        store,
-        key,
-        archivePath,
-        { offset: c.offset, length: c.size },
-        { ifNoneMatch: !have, sha256 },
-      );
-      uploaded++;
-      bytesUploaded += c.size;
+  let logged = false;
+  const tasks: Promise<void>[] = [];
+  const upload = async (c: Omit<RecipeChunk, 'sha256'>, sha256: string): Promise<void> => {
+    if (await present) return;
+    if (!logged) {
+      logged = true;
+      o.onLog?.(`${stored.name}: ${plan.length} chunks`);
     }
-    done += c.size;
-    o.onProgress?.({ phase: 'upload', item: o.item, done, total: stored.size, unit: 'bytes' });
-    return { ...c, sha256 };
-  });
+    await limit(async () => {
+      const key = keys.blob(sha256);
+      const have = await store.head(key);
+      if (!have || have.size !== c.size) {
+        o.onLog?.(`uploading ${key} (${c.size} bytes)`);
+        // A blob with the wrong size is a leftover of a broken upload: replace it.
+        await putFileRange(
+          store,
+          key,
+          archivePath,
+          { offset: c.offset, length: c.size },
+          { ifNoneMatch: !have, sha256 },
+        );
+        uploaded++;
+        bytesUploaded += c.size;
+      }
+      done += c.size;
+      o.onProgress?.({ phase: 'upload', item: o.item, done, total: stored.size, unit: 'bytes' });
+    });
+  };
+  let hashed: Awaited<ReturnType<typeof hashFilePieces>>;
+  try {
+    hashed = await hashFilePieces(
+      archivePath,
+      plan.map((c) => c.offset + c.size),
+      (i, sha256) => {
+        const c = plan[i];
+        if (!c) return;
+        const t = upload(c, sha256);
+        t.catch(() => undefined); // awaited below
+        tasks.push(t);
+      },
+    );
+  } catch (err) {
+    await Promise.allSettled(tasks);
+    throw err;
+  }
+  if (hashed.sha256 !== stored.sha256 || hashed.size !== stored.size) {
+    await Promise.allSettled(tasks);
+    throw archiveMismatch(
+      m,
+      archivePath,
+      hashed.size !== stored.size
+        ? `archive has ${hashed.size} bytes, the manifest says ${stored.size}`
+        : `archive sha256 is ${hashed.sha256}, the manifest says ${stored.sha256}`,
+    );
+  }
+  await Promise.all(tasks);
+  if (await present) {
+    o.onLog?.(`${stored.name}: already in ${store.location}`);
+    return { chunks: 0, chunksUploaded: 0, bytesUploaded: 0, bytesReused: stored.size };
+  }
+  const chunks: RecipeChunk[] = plan.map((c, i) => ({ ...c, sha256: hashed.pieces[i] ?? '' }));
   const recipe = recipeOf(m, chunks);
   await putImmutable(store, recipeKey, json(recipe), 'archive recipe');
   return {
@@ -232,6 +289,22 @@ export async function uploadArchive(
     chunksUploaded: uploaded,
     bytesUploaded,
     bytesReused: stored.size - bytesUploaded,
+  };
+}
+
+/** Limits concurrent tasks to n. */
+function semaphore(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    while (active >= n) await new Promise<void>((res) => waiting.push(res));
+    active++;
+    try {
+      return await fn();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
   };
 }
 
@@ -270,7 +343,8 @@ export interface BucketComponentResult extends UploadArchiveResult {
 export async function publishComponent(
   store: Store,
   c: BucketComponentInput,
-  o: Reporter = {},
+  /** `before`: requests wait for it (the archive is hashed meanwhile); its failure fails this. */
+  o: Reporter & { before?: Promise<unknown> | undefined } = {},
 ): Promise<BucketComponentResult> {
   const { entry } = c;
   const id = `${entry.type}:${entry.version}`;

@@ -65,15 +65,17 @@ export async function publishToStore(i: StorePublishInput): Promise<StorePublish
   o.onLog?.(`publishing to [${store.driver}] ${store.location}`);
   const signatures: string[] = [];
 
-  // An existing release with other components is refused before anything is uploaded.
-  const existing = release ? await existingRelease(store, release, entries) : undefined;
+  // An existing release with other components is refused before anything is uploaded (the first
+  // archive is hashed meanwhile: its requests wait for this answer).
+  const asked = release ? existingRelease(store, release, entries) : Promise.resolve(undefined);
+  asked.catch(() => undefined); // awaited below
 
   const results: BucketComponentResult[] = [];
   // `checked` may be a subset of the release (mixed stores: the others live in other stores).
   for (const [n, c] of i.checked.entries()) {
     const entry = entries.find((e) => e.type === c.ref.type);
     if (!entry) continue;
-    results.push(await publishComponent(store, { entry, ...c }, o));
+    results.push(await publishComponent(store, { entry, ...c }, { ...o, before: asked }));
     const key = keys.component(entry.type, entry.version);
     const sig = await putSignature(store, key, c.text, {
       secret: signer,
@@ -90,6 +92,7 @@ export async function publishToStore(i: StorePublishInput): Promise<StorePublish
     });
   }
 
+  const existing = await asked;
   let gitReleaseFile: string | undefined;
   let releaseText: string | undefined;
   let pointer: StorePublishInfo['pointer'] = null;

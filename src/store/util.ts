@@ -46,3 +46,205 @@ export async function putFileRange(
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * sha256s computed on a worker thread over bytes of shared buffers (no copies). Several hashes may
+ * run at once, named by `id`; requests are served in order.
+ */
+export interface HashThread {
+  /** Hashes bytes [start, end) of a buffer over a SharedArrayBuffer; resolves once they are hashed. */
+  update(buf: Uint8Array, start: number, end: number, id?: string): Promise<void>;
+  /** The digest (hex) of the bytes given to `id` since its previous cut; the next bytes start anew. */
+  cut(id?: string): Promise<string>;
+  /** Forgets hash `id` (an abandoned download). */
+  drop(id: string): void;
+  close(): Promise<void>;
+}
+
+const HASH_WORKER = `
+const { parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const hashes = new Map();
+const get = (id) => {
+  let h = hashes.get(id);
+  if (!h) hashes.set(id, (h = createHash('sha256')));
+  return h;
+};
+parentPort.on('message', (m) => {
+  if (m.sab) {
+    get(m.id).update(new Uint8Array(m.sab, m.offset, m.length));
+    parentPort.postMessage(0);
+  } else if (m.drop) {
+    hashes.delete(m.id);
+  } else {
+    const hex = get(m.id).digest('hex');
+    hashes.delete(m.id);
+    parentPort.postMessage(hex);
+  }
+});
+`;
+
+/** Starts a hash thread (a worker thread, ended by close()). */
+export async function hashThread(): Promise<HashThread> {
+  const { Worker } = await import('node:worker_threads');
+  const worker = new Worker(HASH_WORKER, { eval: true });
+  // Replies come in the order of the requests.
+  const waiting: { resolve: (v: unknown) => void; reject: (e: Error) => void }[] = [];
+  let failed: Error | undefined;
+  worker.on('message', (v: unknown) => waiting.shift()?.resolve(v));
+  const fail = (err: Error): void => {
+    failed ??= err;
+    for (const w of waiting.splice(0)) w.reject(err);
+  };
+  worker.on('error', fail);
+  worker.on('exit', (code) => fail(new Error(`hash thread exited (${code})`)));
+  const ask = <T>(msg: unknown): Promise<T> =>
+    failed
+      ? Promise.reject(failed)
+      : new Promise<T>((resolve, reject) => {
+          waiting.push({ resolve: resolve as (v: unknown) => void, reject });
+          worker.postMessage(msg);
+        });
+  return {
+    update: (buf, start, end, id = '') => {
+      if (end <= start) return Promise.resolve();
+      if (!(buf.buffer instanceof SharedArrayBuffer))
+        return Promise.reject(new Error('internal: hash thread needs a shared buffer'));
+      return ask<void>({ sab: buf.buffer, offset: buf.byteOffset + start, length: end - start, id });
+    },
+    cut: (id = '') => ask<string>({ id }),
+    drop: (id) => {
+      if (!failed) worker.postMessage({ drop: true, id });
+    },
+    async close() {
+      failed ??= new Error('hash thread closed');
+      await worker.terminate();
+    },
+  };
+}
+
+/** Reads a file into a ring of shared slots, hashes each block (the whole file), hands it to the piece hasher. */
+const READ_WORKER = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { openSync, readSync, closeSync } = require('node:fs');
+const { createHash } = require('node:crypto');
+const { path, slots, port } = workerData;
+const bufs = slots.map((sab) => new Uint8Array(sab));
+const free = bufs.map((_, i) => i);
+const waiting = [];
+port.on('message', (m) => {
+  free.push(m.free);
+  const w = waiting.shift();
+  if (w) w();
+});
+const slot = () => (free.length ? Promise.resolve() : new Promise((res) => waiting.push(res))).then(() => free.shift());
+(async () => {
+  const fd = openSync(path, 'r');
+  const h = createHash('sha256');
+  let pos = 0;
+  try {
+    for (;;) {
+      const i = await slot();
+      const n = readSync(fd, bufs[i], 0, bufs[i].length, pos);
+      if (n === 0) break;
+      h.update(bufs[i].subarray(0, n));
+      port.postMessage({ slot: i, length: n, pos });
+      pos += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  port.postMessage({ end: true });
+  parentPort.postMessage({ sha256: h.digest('hex'), size: pos });
+})().catch((err) => parentPort.postMessage({ error: String(err && err.message || err) }));
+`;
+
+/** Hashes the pieces of the blocks the reader hands over (cut at ends), and gives each slot back. */
+const PIECE_WORKER = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const { slots, port, ends } = workerData;
+const bufs = slots.map((sab) => new Uint8Array(sab));
+let piece = 0;
+let h = createHash('sha256');
+let started = false;
+port.on('message', (m) => {
+  if (m.end) {
+    // A file shorter than its pieces: the piece cut short gets the digest of what there was.
+    if (started && piece < ends.length) parentPort.postMessage({ piece: piece++, sha256: h.digest('hex') });
+    parentPort.postMessage({ done: true });
+    return;
+  }
+  const buf = bufs[m.slot];
+  let at = 0;
+  while (at < m.length && piece < ends.length) {
+    const end = Math.min(m.length, ends[piece] - m.pos);
+    h.update(buf.subarray(at, end));
+    started = true;
+    at = end;
+    if (m.pos + at === ends[piece]) {
+      parentPort.postMessage({ piece: piece++, sha256: h.digest('hex') });
+      h = createHash('sha256');
+      started = false;
+    }
+  }
+  port.postMessage({ free: m.slot });
+});
+`;
+
+/**
+ * Reads a file once, in order, and computes on two worker threads both the sha256 of the whole
+ * file and the sha256 of each consecutive piece (`ends`: ascending end offsets of the pieces, the
+ * last one the file size): what publishing to a bucket needs (the archive's digest, checked against
+ * its manifest, and the digest of each chunk, its key). One thread reads the file into shared
+ * slots and hashes the whole, the other hashes the pieces of the same slots: no byte is read twice,
+ * and neither waits for the main thread (which loads the S3 SDK and uploads meanwhile). `onPiece`
+ * is called as soon as each piece's digest is known (uploads start meanwhile).
+ */
+export async function hashFilePieces(
+  path: string,
+  ends: readonly number[],
+  onPiece?: (i: number, sha256: string) => void,
+): Promise<{ sha256: string; size: number; pieces: string[] }> {
+  const BLOCK = 4 * 1024 * 1024;
+  const SLOTS = 4;
+  const { Worker, MessageChannel } = await import('node:worker_threads');
+  const slots = Array.from({ length: SLOTS }, () => new SharedArrayBuffer(BLOCK));
+  const { port1, port2 } = new MessageChannel();
+  const reader = new Worker(READ_WORKER, {
+    eval: true,
+    workerData: { path, slots, port: port1 },
+    transferList: [port1],
+  });
+  const hasher = new Worker(PIECE_WORKER, {
+    eval: true,
+    workerData: { slots, port: port2, ends: [...ends] },
+    transferList: [port2],
+  });
+  const pieces: string[] = [];
+  try {
+    const [whole] = await Promise.all([
+      new Promise<{ sha256: string; size: number }>((resolve, reject) => {
+        reader.on('message', (m: { sha256?: string; size?: number; error?: string }) => {
+          if (m.error !== undefined) reject(new Error(`${path}: ${m.error}`));
+          else resolve({ sha256: m.sha256 ?? '', size: m.size ?? 0 });
+        });
+        reader.on('error', reject);
+        reader.on('exit', (code) => reject(new Error(`hash thread exited (${code})`)));
+      }),
+      new Promise<void>((resolve, reject) => {
+        hasher.on('message', (m: { piece?: number; sha256?: string; done?: boolean }) => {
+          if (m.done) return resolve();
+          if (m.piece === undefined || m.sha256 === undefined) return;
+          pieces[m.piece] = m.sha256;
+          onPiece?.(m.piece, m.sha256);
+        });
+        hasher.on('error', reject);
+        hasher.on('exit', (code) => reject(new Error(`hash thread exited (${code})`)));
+      }),
+    ]);
+    return { sha256: whole.sha256, size: whole.size, pieces };
+  } finally {
+    await Promise.all([reader.terminate(), hasher.terminate()]);
+  }
+}

@@ -6,7 +6,7 @@
  * gateway killed mid-transfer).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdir, readFile, readlink, readdir, stat, utimes } from 'node:fs/promises';
+import { mkdir, readFile, readlink, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keys } from '../../src/store/bucket.js';
@@ -649,6 +649,82 @@ describe('gateway killed mid-upload', { timeout: 180_000 }, () => {
     expect(again.status).toBe('published');
     expect((await store.list('releases/')).map((o) => o.key)).toEqual(['releases/r9/release.json']);
     await gateway2('kill');
+  });
+});
+
+describe('publish checks the archive in the pass that hashes its chunks', { timeout: 180_000 }, () => {
+  it('a corrupt archive in dist/: nothing that names it is written, also when its chunks are already in the bucket', async () => {
+    const dir = await makeProject({ 'models/a.bin': noise(3 * MiB, 41), 'models/b.bin': noise(2 * MiB, 42) });
+    const packed = await runCli(['pack', './models', '--type', 'model', '--version', '1.0.0'], { cwd: dir });
+    expect(packed.code, packed.stderr).toBe(0);
+    const archive = join(dir, 'dist', 'model-1.0.0.tar.zst');
+    const good = await readFile(archive);
+    const flip = async (): Promise<void> => {
+      const bytes = Buffer.from(good);
+      bytes[Math.floor(bytes.length / 2)]! ^= 0x01;
+      await writeFile(archive, bytes);
+    };
+    const refused = async (store: S3Store, release: string): Promise<any> => {
+      const r = await runJson<any>(
+        ['publish', '--component', 'model:1.0.0', '--release-version', release, ...s3Flags(store)],
+        {
+          cwd: dir,
+          env,
+        },
+      );
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.json.error.code).toBe('ERR_ARCHIVE_CORRUPT');
+      expect(r.json.error.message).toContain('model:1.0.0');
+      expect(r.json.error.message).toContain(archive);
+      expect(r.json.error.message).toMatch(/archive sha256 is [0-9a-f]{64}, the manifest says [0-9a-f]{64}/);
+      expect(r.json.error.hint).toMatch(/pack it again/i);
+      return r;
+    };
+
+    // A fresh bucket: the chunks may be sent meanwhile, but no recipe, manifest or release.
+    const fresh = await makeS3Store(ceph, 'corrupt');
+    await flip();
+    await refused(fresh, 'c1');
+    expect(await fresh.list('archives/')).toEqual([]);
+    expect(await fresh.list('components/')).toEqual([]);
+    expect(await fresh.list('releases/')).toEqual([]);
+    expect(await fresh.list('pointers/')).toEqual([]);
+
+    // The archive already in the bucket (its recipe is there): the local file is still checked.
+    await writeFile(archive, good);
+    await ok(['publish', '--component', 'model:1.0.0', '--release-version', 'c1', ...s3Flags(fresh)], dir);
+    await flip();
+    await refused(fresh, 'c2');
+    expect((await fresh.list('releases/')).map((o) => o.key)).toEqual(['releases/c1/release.json']);
+    await writeFile(archive, good);
+    const again = await ok(
+      ['publish', '--component', 'model:1.0.0', '--release-version', 'c2', ...s3Flags(fresh)],
+      dir,
+    );
+    expect(again.store.bytesUploaded).toBe(0);
+  });
+
+  it('a release that exists with other components is refused before any chunk is sent', async () => {
+    const dir = await makeProject({ 'models/a.bin': noise(3 * MiB, 51) });
+    const pack = async (version: string): Promise<void> => {
+      const r = await runCli(['pack', './models', '--type', 'model', '--version', version], { cwd: dir });
+      expect(r.code, r.stderr).toBe(0);
+    };
+    await pack('1.0.0');
+    await writeTree(dir, { 'models/a.bin': noise(3 * MiB, 52) });
+    await pack('1.0.1');
+    const st = await makeS3Store(ceph, 'exists');
+    await ok(['publish', '--component', 'model:1.0.0', '--release-version', 'x1', ...s3Flags(st)], dir);
+    const blobs = (await st.list('blobs/')).map((o) => o.key);
+    const r = await runJson<any>(
+      ['publish', '--component', 'model:1.0.1', '--release-version', 'x1', ...s3Flags(st)],
+      { cwd: dir, env },
+    );
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.json.error.code).toBe('ERR_RELEASE_EXISTS');
+    expect((await st.list('blobs/')).map((o) => o.key)).toEqual(blobs);
+    expect(await st.list('components/model/1.0.1/')).toEqual([]);
+    expect(await st.list('archives/')).toHaveLength(1);
   });
 });
 

@@ -14,8 +14,6 @@
  * cache index (dry runs). `stats` records, per archive, bytes downloaded, bytes from the cache, and
  * which sources served it.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { ProjectConfig } from '../../core/config.js';
@@ -30,6 +28,8 @@ import { parseReleaseManifestText, type ReleaseComponent } from '../../manifest/
 import { keys, mapLimit, parseRecipe, type ArchiveRecipe, type RecipeChunk } from '../../store/bucket.js';
 import { openConfiguredCache, type DownloadCache } from '../../store/cache.js';
 import { resolveStore, type NamedStore, type StoreFlags } from '../../store/resolve.js';
+import type { S3Store } from '../../store/drivers/s3.js';
+import { hashThread } from '../../store/util.js';
 import { storedArchive } from '../../trust/encrypt.js';
 import type {
   ArchiveOpenOptions,
@@ -76,22 +76,6 @@ export interface BucketReleaseSource extends ReleaseSource {
    */
   planArchive(component: LoadedComponent, options?: ArchiveOpenOptions): Promise<ArchiveTransfer>;
   transferOf(component: LoadedComponent): ArchiveTransfer | undefined;
-}
-
-/** Limits concurrent tasks to n (shared by all the chunks of an archive). */
-function semaphore(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active >= n) await new Promise<void>((res) => waiting.push(res));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
 }
 
 interface Range {
@@ -142,6 +126,35 @@ export function planRanges(
       prev.frames.push(...cur.frames);
     } else out.push(cur);
   }
+  return out;
+}
+
+/** Pieces a range is checked in: its frames (by sha256), else slices of PIECE bytes (unchecked). */
+const PIECE = 4 * MiB;
+/** A range streams through a buffer of this size (to disk and to the hash thread). */
+const STAGE = MiB;
+interface Piece {
+  /** Offset in the chunk. */
+  offset: number;
+  size: number;
+  sha256?: string | undefined;
+  frame?: number;
+}
+
+function piecesOfRange(frames: readonly { size: number; sha256: string }[], r: Range): Piece[] {
+  const out: Piece[] = [];
+  if (r.frames.length) {
+    let at = r.offset;
+    for (const fi of r.frames) {
+      const f = frames[fi];
+      if (!f) continue;
+      out.push({ offset: at, size: f.size, sha256: f.sha256, frame: fi });
+      at += f.size;
+    }
+    return out;
+  }
+  for (let at = 0; at < r.size; at += PIECE)
+    out.push({ offset: r.offset + at, size: Math.min(PIECE, r.size - at) });
   return out;
 }
 
@@ -333,121 +346,23 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     return { plan, missing: missing.map(({ chunk, only }) => ({ chunk, only })) };
   };
 
-  const hashFile = async (path: string): Promise<string> => {
-    const h = createHash('sha256');
-    for await (const b of createReadStream(path, { highWaterMark: 4 * MiB })) h.update(b as Buffer);
-    return h.digest('hex');
-  };
-
   /**
-   * Fetches a chunk the cache lacks into it, verified; ranges run through `limit` (shared by all
-   * the chunks of the archive). Starts with store `from` (and its successors for each range).
+   * Streams bytes [offset, offset+length) of an object to `onData` (`at`: offset in the range; a
+   * retried attempt starts again at 0): the driver's streaming read when it has one, else one
+   * range read. Returns the number of bytes received.
    */
-  const fetchChunk = async (
-    m: ComponentManifest,
-    c: RecipeChunk,
-    id: string,
-    t: ArchiveTransfer,
-    limit: <T>(fn: () => Promise<T>) => Promise<T>,
-    progress: () => void,
-    from: number,
-    only?: ReadonlySet<number>,
-  ): Promise<{ ok: true } | { ok: false; error: DeployToolError }> => {
-    const key = keys.blob(c.sha256);
-    const part = cache.partialPath(c.sha256);
-    await mkdir(dirname(part), { recursive: true });
-    const ranges = rangesOf(m, c);
-    const done = from === 0 ? await partialDone(m, c) : new Set<number>();
-    const st = await stat(part).catch(() => undefined);
-    const reuse = done.size > 0 && st?.size === c.size;
-    const fh = await open(part, reuse ? 'r+' : 'w+');
-    // Stores that served ranges of this chunk: they count once the whole chunk is verified.
-    const servers = new Set<string>();
-    try {
-      if (!reuse) await fh.truncate(c.size);
-      if (done.size) o.onLog?.(`${id}: resuming ${key} (${done.size}/${ranges.length} ranges already here)`);
-      let pending = Promise.resolve();
-      await Promise.all(
-        ranges.map((r, i) =>
-          done.has(i) || (only && !only.has(i))
-            ? Promise.resolve()
-            : limit(async () => {
-                const hit = await firstOf(
-                  `${id} ${key}`,
-                  async (s) => {
-                    const buf = await s.store.getRange(key, r.offset, r.size);
-                    // Received bytes count even when a check rejects them (then a mirror is asked).
-                    t.bytesDownloaded += buf.length;
-                    stats.bytesDownloaded += buf.length;
-                    if (buf.length !== r.size)
-                      throw corrupt(
-                        `${s.store.location} ${key}`,
-                        `range at ${r.offset} has ${buf.length} bytes, expected ${r.size}`,
-                      );
-                    let at = 0;
-                    for (const fi of r.frames) {
-                      const f = m.frames[fi];
-                      if (!f) continue;
-                      if (sha256Hex(buf.subarray(at, at + f.size)) !== f.sha256)
-                        throw corrupt(`${s.store.location} ${key}`, `frame ${fi} does not match its sha256`);
-                      at += f.size;
-                    }
-                    return buf;
-                  },
-                  from,
-                );
-                if (!hit) throw new Error('internal: no answer');
-                servers.add(hit.from.name);
-                await fh.write(hit.value, 0, hit.value.length, r.offset);
-                t.requests++;
-                done.add(i);
-                // The list of ranges on disk, written one at a time (resume).
-                pending = pending.then(() => cache.writePartial(c.sha256, [...done]));
-                await pending;
-                progress();
-              }),
-        ),
-      );
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    if (done.size < ranges.length) {
-      // Only some ranges were wanted: they stay in the partial file, each frame verified on arrival
-      // (a later deploy resumes from them), and the reader checks every frame's sha256 again.
-      for (const name of servers) servedBy(t, name);
-      return { ok: true };
-    }
-    const digest = await hashFile(part);
-    if (digest !== c.sha256) {
-      await cache.dropPartial(c.sha256);
-      return {
-        ok: false,
-        error: corrupt(`${description} ${key}`, `chunk sha256 is ${digest}, expected ${c.sha256}`),
-      };
-    }
-    await cache.commit(c.sha256);
-    for (const name of servers) servedBy(t, name);
-    return { ok: true };
-  };
-
-  /** Fetches a chunk; a wrong chunk sha256 fetches it again from the next store. */
-  const ensureChunk = async (
-    m: ComponentManifest,
-    c: RecipeChunk,
-    id: string,
-    t: ArchiveTransfer,
-    limit: <T>(fn: () => Promise<T>) => Promise<T>,
-    progress: () => void,
-    only?: ReadonlySet<number>,
-  ): Promise<void> => {
-    for (let from = 0; ; from++) {
-      const r = await fetchChunk(m, c, id, t, limit, progress, from, only);
-      if (r.ok) return;
-      const next = stores[from + 1];
-      if (!next) throw r.error;
-      o.onWarning?.(`${id}: ${r.error.message}; trying mirror ${next.name}`);
-    }
+  const streamRange = async (
+    store: NamedStore['store'],
+    key: string,
+    offset: number,
+    length: number,
+    onData: (data: Uint8Array, at: number) => Promise<void>,
+  ): Promise<number> => {
+    const streaming = (store as Partial<Pick<S3Store, 'getRangeStream'>>).getRangeStream;
+    if (streaming) return streaming.call(store, key, offset, length, onData);
+    const data = await store.getRange(key, offset, length);
+    if (data.length <= length) await onData(data, 0);
+    return data.length;
   };
 
   /** HEADs the chunks the cache lacks in the stores (first that has each): ERR_ARCHIVE_MISSING if none. */
@@ -575,35 +490,462 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       const planned = t.requests;
       t.requests = 0;
       const t0 = performance.now();
-      const limit = semaphore(parallel);
-      const progress = (): void =>
-        o.onProgress?.({
-          phase: 'download',
-          item: id,
-          done: t.bytesDownloaded,
-          total: Math.max(t.bytesToDownload, t.bytesDownloaded),
-          unit: 'bytes',
-        });
-      // Chunks the cache has are marked used (LRU), the others fetched in parallel.
+      // Chunks the cache has are marked used (LRU); the others are fetched while the archive is read.
       const fetched = new Set(missing.map((x) => x.chunk.sha256));
       for (const c of recipe.chunks) if (!fetched.has(c.sha256)) await cache.has(c.sha256, c.size);
-      // Several chunks at a time (their ranges share `limit`), not one file handle per chunk.
-      await mapLimit(missing, parallel, (x) => ensureChunk(m, x.chunk, id, t, limit, progress, x.only));
-      // Chunks fetched in part are read from their partial file (only the wanted frames are there).
-      // (Unless the ranges fetched now completed it: then it was verified whole and is in the cache.)
-      const partial = new Set<string>();
-      for (const x of missing)
-        if (x.only && !(await cache.peek(x.chunk.sha256, x.chunk.size))) partial.add(x.chunk.sha256);
-      if (t.bytesFromCache > 0) servedBy(t, 'cache');
-      stats.bytesFromCache += t.bytesFromCache;
-      stats.servedBy[id] = [...t.servedBy];
-      o.onLog?.(
-        `${id}: ${t.bytesDownloaded} bytes downloaded in ${t.requests}/${planned} ranges, ${t.bytesFromCache} from the cache (${(performance.now() - t0).toFixed(0)} ms)`,
-      );
-      await cache.prune({ keep: new Set([recipe.archive.sha256, ...recipe.chunks.map((c) => c.sha256)]) });
-      return openChunkedArchive(recipe, cache, `${description} ${id} (${recipe.archive.name})`, partial);
+      const location = `${description} ${id} (${recipe.archive.name})`;
+      const finish = async (): Promise<void> => {
+        if (t.bytesFromCache > 0) servedBy(t, 'cache');
+        stats.bytesFromCache += t.bytesFromCache;
+        stats.servedBy[id] = [...t.servedBy];
+        o.onLog?.(
+          `${id}: ${t.bytesDownloaded} bytes downloaded in ${t.requests}/${planned} ranges, ${t.bytesFromCache} from the cache (${(performance.now() - t0).toFixed(0)} ms)`,
+        );
+        await cache.prune({ keep: new Set([recipe.archive.sha256, ...recipe.chunks.map((c) => c.sha256)]) });
+      };
+      if (missing.length === 0) {
+        await finish();
+        return openChunkedArchive(recipe, cache, location);
+      }
+      return streamArchive(m, id, recipe, t, missing, location, finish);
     },
   };
+
+  /** One chunk the cache lacks, fetched while the archive is read (see streamArchive). */
+  interface Job {
+    chunk: RecipeChunk;
+    key: string;
+    ranges: Range[];
+    /** Indexes of the only ranges wanted (incremental deploys); undefined: all of the chunk. */
+    only: Set<number> | undefined;
+    /** Ranges on disk, every frame verified (a resumed download's and those fetched now). */
+    done: Set<number>;
+    /** Ranges the reader may read now. */
+    available: Set<number>;
+    /** Every wanted range is available (a whole chunk: verified whole and in the cache). */
+    finished: boolean;
+    fh: FileHandle | undefined;
+    /** Reads in progress on fh (it is closed once the chunk is finished and they are done). */
+    readers: number;
+    /** Handles of abandoned copies (a wrong chunk refetched from a mirror), closed at the end. */
+    retired: FileHandle[];
+    /** The first store asked for its ranges (the next one after a wrong chunk). */
+    from: number;
+    servers: Set<string>;
+    /** The chunk's sha256 is computed in order from the ranges on disk: the next range to hash. */
+    hashNext: number;
+    hashId: string;
+    /** Writes of the list of ranges on disk (resume), one at a time. */
+    pending: Promise<void>;
+  }
+
+  /**
+   * The ArchiveSource of an archive whose chunks are fetched as it is read: range GETs run ahead
+   * of the reader in archive order (`parallel` in flight), each streamed through one reused 1 MiB
+   * buffer to the chunk's partial file in the cache and to a hash thread that checks every frame's
+   * sha256 (memory: parallel x 1 MiB, whatever the frame and range sizes); a range is readable once
+   * all its frames are verified, and a read waits for the ranges it covers. Each chunk's sha256 is
+   * computed in order from its ranges on disk, and its last range is readable only once that
+   * digest is right and the chunk is in the cache (a wrong chunk is fetched again from the next
+   * mirror). Chunks without frames (encrypted archives) are readable only once verified whole. An
+   * error fails the reads that need the bytes (and close()).
+   */
+  const streamArchive = async (
+    m: ComponentManifest,
+    id: string,
+    recipe: ArchiveRecipe,
+    t: ArchiveTransfer,
+    missing: { chunk: RecipeChunk; only?: Set<number> | undefined }[],
+    location: string,
+    finish: () => Promise<void>,
+  ): Promise<ArchiveSource> => {
+    // One thread hashes the frames as they land and the chunks in order.
+    const hasher = await hashThread();
+    const jobs = new Map<string, Job>();
+    const queue: { job: Job; i: number }[] = [];
+    let seq = 0;
+    const piecesOf = (r: Range): Piece[] => piecesOfRange(m.frames, r);
+    try {
+      for (const x of missing) {
+        const c = x.chunk;
+        const part = cache.partialPath(c.sha256);
+        await mkdir(dirname(part), { recursive: true });
+        const ranges = rangesOf(m, c);
+        const done = await partialDone(m, c);
+        let only = x.only;
+        // Wanted ranges plus those already here make the whole chunk: it is verified and cached.
+        if (only && ranges.every((_, i) => only?.has(i) || done.has(i))) only = undefined;
+        const fh = await open(part, done.size > 0 ? 'r+' : 'w+');
+        if (done.size === 0) await fh.truncate(c.size);
+        else
+          o.onLog?.(
+            `${id}: resuming ${keys.blob(c.sha256)} (${done.size}/${ranges.length} ranges already here)`,
+          );
+        const job: Job = {
+          chunk: c,
+          key: keys.blob(c.sha256),
+          ranges,
+          only,
+          done,
+          available: new Set(),
+          finished: false,
+          fh,
+          readers: 0,
+          retired: [],
+          from: 0,
+          servers: new Set(),
+          hashNext: 0,
+          hashId: `c${seq++}`,
+          pending: Promise.resolve(),
+        };
+        jobs.set(c.sha256, job);
+        let queued = false;
+        ranges.forEach((r, i) => {
+          if (done.has(i)) {
+            if (only && c.frames) job.available.add(i);
+            return;
+          }
+          if (only && !only.has(i)) return;
+          queue.push({ job, i });
+          queued = true;
+        });
+        if (only && !queued) job.finished = true;
+        // Nothing to fetch but the chunk is not verified yet: hash what is on disk.
+        else if (!queued) queue.push({ job, i: -1 });
+      }
+    } catch (err) {
+      for (const j of jobs.values()) await j.fh?.close();
+      await hasher.close();
+      throw err;
+    }
+
+    let failure: Error | undefined;
+    let stopped = false;
+    let wake!: () => void;
+    let changed = new Promise<void>((res) => (wake = res));
+    const notify = (): void => {
+      const w = wake;
+      changed = new Promise<void>((res) => (wake = res));
+      w();
+    };
+    /** close() before every chunk was fetched: what is in flight ends, nothing new starts. */
+    let closing = false;
+    const fail = (err: unknown): void => {
+      if (!closing) failure ??= err instanceof Error ? err : new Error(String(err));
+      stopped = true;
+      notify();
+    };
+    const unfinished = (): number => [...jobs.values()].filter((j) => !j.finished).length;
+    const progress = (): void =>
+      o.onProgress?.({
+        phase: 'download',
+        item: id,
+        done: t.bytesDownloaded,
+        total: Math.max(t.bytesToDownload, t.bytesDownloaded),
+        unit: 'bytes',
+      });
+    const closeIfIdle = async (j: Job): Promise<void> => {
+      if (!j.finished || j.readers > 0 || !j.fh) return;
+      const fh = j.fh;
+      j.fh = undefined;
+      await fh.close();
+    };
+    const readAt = async (fh: FileHandle, buf: Buffer, n: number, position: number): Promise<void> => {
+      let got = 0;
+      while (got < n) {
+        const { bytesRead } = await fh.read(buf, got, n - got, position + got);
+        if (bytesRead === 0) throw new Error(`internal: a partial download is short at ${position + got}`);
+        got += bytesRead;
+      }
+    };
+
+    /** The chunk is verified whole: into the cache, every range readable; or refetched from a mirror. */
+    const complete = async (j: Job): Promise<void> => {
+      const digest = await hasher.cut(j.hashId);
+      const sha = j.chunk.sha256;
+      if (digest === sha) {
+        await j.fh?.sync();
+        await j.pending;
+        await cache.commit(sha);
+        for (const name of j.servers) servedBy(t, name);
+        j.ranges.forEach((_, i) => j.available.add(i));
+        j.finished = true;
+        notify();
+        await closeIfIdle(j);
+        return;
+      }
+      const error = corrupt(`${description} ${j.key}`, `chunk sha256 is ${digest}, expected ${sha}`);
+      await j.pending;
+      await cache.dropPartial(sha);
+      const next = stores[j.from + 1];
+      if (!next) throw error;
+      o.onWarning?.(`${id}: ${error.message}; trying mirror ${next.name}`);
+      // Readers of this copy keep their handle (the file is gone, its bytes stay readable).
+      if (j.fh) j.retired.push(j.fh);
+      j.fh = await open(cache.partialPath(sha), 'w+');
+      await j.fh.truncate(j.chunk.size);
+      j.from++;
+      j.done.clear();
+      j.available.clear();
+      j.servers.clear();
+      j.hashNext = 0;
+      j.hashId = `c${seq++}`;
+      j.ranges.forEach((_, i) => queue.push({ job: j, i }));
+      notify();
+    };
+
+    /** Hashes the ranges of chunk j on disk, in order, as far as they are there (one at a time). */
+    let hashBuf: Buffer | undefined;
+    let hashing = Promise.resolve();
+    const hashInOrder = async (j: Job): Promise<void> => {
+      while (j.done.has(j.hashNext) && j.fh && !stopped) {
+        const r = j.ranges[j.hashNext];
+        if (!r) break;
+        hashBuf ??= Buffer.from(new SharedArrayBuffer(STAGE));
+        for (let at = 0; at < r.size; at += hashBuf.length) {
+          const n = Math.min(hashBuf.length, r.size - at);
+          await readAt(j.fh, hashBuf, n, r.offset + at);
+          await hasher.update(hashBuf, 0, n, j.hashId);
+        }
+        j.hashNext++;
+      }
+      if (j.hashNext === j.ranges.length && !j.finished && !stopped) await complete(j);
+    };
+    /** Range i of chunk j is on disk, every frame verified: readable (not the last), hashed in order. */
+    const landed = (j: Job, i: number): Promise<void> => {
+      if (j.only) {
+        if (i >= 0 && j.chunk.frames) j.available.add(i);
+        if ([...j.only].every((k) => j.done.has(k))) {
+          for (const name of j.servers) servedBy(t, name);
+          j.finished = true;
+          notify();
+          return closeIfIdle(j);
+        }
+        notify();
+        return Promise.resolve();
+      }
+      if (i >= 0 && j.chunk.frames && i < j.ranges.length - 1) {
+        j.available.add(i);
+        notify();
+      }
+      // One hashing pass at a time, over all the chunks (a single reused buffer); the fetches go on.
+      hashing = hashing.then(() => hashInOrder(j)).catch(fail);
+      return Promise.resolve();
+    };
+
+    /** Streams range i of job j frame by frame into buf, each frame checked, then written to disk. */
+    const fetchRange = async (j: Job, i: number, buf: Buffer): Promise<void> => {
+      const r = j.ranges[i];
+      if (!r) return;
+      const pieces = piecesOf(r);
+      const rid = `r${seq++}`;
+      const hit = await firstOf(
+        `${id} ${j.key}`,
+        async (s) => {
+          const where = `${s.store.location} ${j.key}`;
+          let piece = 0;
+          /** Bytes of the current piece received, and of them those still in buf. */
+          let got = 0;
+          let fill = 0;
+          if (stopped) return true;
+          const flush = async (p: Piece): Promise<void> => {
+            if (stopped || !j.fh) throw new Error(`${location}: the archive was closed`);
+            // On disk before it is verified, but a range counts (is read, or resumed) only once
+            // all its frames are.
+            await Promise.all([
+              j.fh.write(buf, 0, fill, p.offset + got - fill),
+              p.sha256 ? hasher.update(buf, 0, fill, rid) : undefined,
+            ]);
+            fill = 0;
+            progress();
+          };
+          const received = streamRange(s.store, j.key, r.offset, r.size, async (data, at) => {
+            if (at === 0) {
+              piece = 0; // a retried attempt starts again
+              got = 0;
+              fill = 0;
+              hasher.drop(rid);
+            }
+            // Received bytes count even when a check rejects them (then a mirror is asked).
+            t.bytesDownloaded += data.length;
+            stats.bytesDownloaded += data.length;
+            let used = 0;
+            while (used < data.length) {
+              const p = pieces[piece];
+              if (!p) throw corrupt(where, `range at ${r.offset} has more than ${r.size} bytes`);
+              const take = Math.min(p.size - got, buf.length - fill, data.length - used);
+              buf.set(data.subarray(used, used + take), fill);
+              fill += take;
+              got += take;
+              used += take;
+              if (fill === buf.length || got === p.size) await flush(p);
+              if (got < p.size) continue;
+              if (p.sha256 && (await hasher.cut(rid)) !== p.sha256)
+                throw corrupt(where, `frame ${p.frame} does not match its sha256`);
+              piece++;
+              got = 0;
+            }
+          });
+          let n: number;
+          try {
+            n = await received;
+          } catch (err) {
+            if (stopped) return true; // closed meanwhile: no mirror to ask
+            throw err;
+          }
+          if (n !== r.size || piece !== pieces.length)
+            throw corrupt(where, `range at ${r.offset} has ${n} bytes, expected ${r.size}`);
+          return true;
+        },
+        j.from,
+      );
+      if (!hit) throw new Error('internal: no answer');
+      if (stopped || !j.fh) return;
+      j.servers.add(hit.from.name);
+      t.requests++;
+      // The list of ranges on disk, written one at a time (resume), before the range counts as done.
+      const list = [...j.done, i];
+      j.pending = j.pending.then(() => cache.writePartial(j.chunk.sha256, list));
+      await j.pending;
+      j.done.add(i);
+      await landed(j, i);
+    };
+
+    const worker = async (): Promise<void> => {
+      let buf: Buffer | undefined;
+      while (!stopped) {
+        const task = queue.shift();
+        if (!task) {
+          if (unfinished() === 0) return;
+          await changed;
+          continue;
+        }
+        if (task.i < 0) await landed(task.job, -1);
+        else {
+          buf ??= Buffer.from(new SharedArrayBuffer(STAGE));
+          await fetchRange(task.job, task.i, buf);
+        }
+      }
+    };
+    const workers = Array.from({ length: Math.min(parallel, Math.max(1, queue.length)) }, () =>
+      worker().catch(fail),
+    );
+    const background = (async () => {
+      await Promise.all(workers);
+      await hashing;
+      // Every chunk is here: the hash thread and the buffers go before the extraction needs memory.
+      hashBuf = undefined;
+      await hasher.close();
+      if (!failure && !stopped) await finish();
+    })().catch(fail);
+    notify();
+
+    const handles = new Map<string, Promise<FileHandle>>();
+    const handle = (sha: string, partial: boolean): Promise<FileHandle> => {
+      let h = handles.get(sha);
+      if (!h) {
+        h = open(partial ? cache.partialPath(sha) : cache.chunkPath(sha), 'r');
+        h.catch(() => undefined);
+        handles.set(sha, h);
+      }
+      return h;
+    };
+    const chunks = recipe.chunks;
+    const find = (offset: number): number => {
+      let lo = 0;
+      let hi = chunks.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if ((chunks[mid]?.offset ?? 0) <= offset) lo = mid;
+        else hi = mid - 1;
+      }
+      return lo;
+    };
+    /** Waits until bytes [from, from+n) of job j are readable (or will never be fetched). */
+    const ready = async (j: Job, from: number, n: number): Promise<void> => {
+      for (;;) {
+        if (j.finished) return;
+        if (failure) throw failure;
+        if (stopped) throw new Error(`${location}: the archive was closed`);
+        let ok = true;
+        for (const [k, r] of j.ranges.entries()) {
+          if (r.offset >= from + n || r.offset + r.size <= from) continue;
+          // A range that is not fetched reads as what the partial file holds (readers check frames).
+          if (j.only && !j.only.has(k) && !j.done.has(k)) continue;
+          if (!j.available.has(k)) {
+            ok = false;
+            break;
+          }
+        }
+        if (ok) return;
+        await changed;
+      }
+    };
+    const readInto = async (out: Uint8Array, offset: number, length: number): Promise<number> => {
+      const end = Math.min(offset + length, recipe.archive.size);
+      let pos = offset;
+      for (let i = find(offset); pos < end && i < chunks.length; i++) {
+        const c = chunks[i];
+        if (!c) break;
+        const from = pos - c.offset;
+        const n = Math.min(c.size - from, end - pos);
+        const j = jobs.get(c.sha256);
+        if (j) await ready(j, from, n);
+        let fh: FileHandle;
+        const live = j?.fh;
+        if (j && live) {
+          fh = live;
+          j.readers++;
+        } else fh = await handle(c.sha256, !!j?.only);
+        let got = 0;
+        try {
+          while (got < n) {
+            const { bytesRead } = await fh.read(out, pos - offset + got, n - got, from + got);
+            if (bytesRead === 0) break;
+            got += bytesRead;
+          }
+        } finally {
+          if (j && live) {
+            j.readers--;
+            await closeIfIdle(j);
+          }
+        }
+        pos += got;
+        if (got < n) break;
+      }
+      return pos - offset;
+    };
+    return {
+      location,
+      size: () => Promise.resolve(recipe.archive.size),
+      readInto,
+      async read(offset, length) {
+        const out = Buffer.allocUnsafe(Math.max(0, Math.min(offset + length, recipe.archive.size) - offset));
+        const n = await readInto(out, offset, out.length);
+        return n === out.length ? out : out.subarray(0, n);
+      },
+      async close() {
+        if (unfinished() > 0 && !stopped) {
+          closing = true;
+          stopped = true;
+        }
+        notify();
+        await background;
+        await hashing;
+        for (const j of jobs.values()) {
+          for (const fh of j.retired) await fh.close().catch(() => undefined);
+          const fh = j.fh;
+          j.fh = undefined;
+          await fh?.close().catch(() => undefined);
+        }
+        for (const h of handles.values()) await (await h.catch(() => undefined))?.close();
+        handles.clear();
+        await hasher.close();
+        if (failure) throw failure;
+      },
+    };
+  };
+
   return source;
 }
 

@@ -66,6 +66,16 @@ export interface S3StoreOptions {
 
 export interface S3Store extends Store {
   readonly bucket: string;
+  /**
+   * Streams bytes [offset, offset+length) to `onData` as they arrive (`at`: offset in the range;
+   * a retried attempt starts again at 0), with the retries of getRange. Returns the bytes sent.
+   */
+  getRangeStream(
+    key: string,
+    offset: number,
+    length: number,
+    onData: (data: Uint8Array, at: number) => void | Promise<void>,
+  ): Promise<number>;
   readonly endpoint: string;
   /** Checks that the bucket exists and the credentials may use it (HeadBucket). */
   checkBucket(): Promise<void>;
@@ -557,6 +567,54 @@ export function createS3Store(options: S3StoreOptions): S3Store {
     return { status: before ? 'replaced' : 'created', etag: info.etag };
   };
 
+  /**
+   * Streams bytes [offset, offset+length) of an object to `onData` as they arrive (`at`: where the
+   * piece lies in the range; awaited, so a slow consumer slows the transfer). A retried attempt
+   * starts again at 0. Returns the number of bytes the server sent (the caller checks it).
+   */
+  const getRangeStream = (
+    key: string,
+    offset: number,
+    length: number,
+    onData: (data: Uint8Array, at: number) => void | Promise<void>,
+  ): Promise<number> => {
+    if (length <= 0) return Promise.resolve(0);
+    return retry('get range of', key, async () => {
+      const { client, sdk } = await getClient();
+      try {
+        const r = await client.send(
+          new sdk.GetObjectCommand({
+            Bucket: bucket,
+            Key: full(key),
+            Range: `bytes=${offset}-${offset + length - 1}`,
+          }),
+        );
+        let got = 0;
+        for await (const c of r.Body as AsyncIterable<Uint8Array>) {
+          // More than asked for: stop reading (the caller refuses the range: got > length).
+          if (got + c.length > length) {
+            got += c.length;
+            break;
+          }
+          await onData(c, got);
+          got += c.length;
+        }
+        if (got <= length && r.ContentLength !== undefined && got !== r.ContentLength) {
+          throw Object.assign(new Error('premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+        }
+        return got;
+      } catch (err) {
+        if (statusOf(err) === 416 || nameOf(err) === 'InvalidRange') return 0;
+        if (nameOf(err) === 'NoSuchKey') {
+          throw new DeployToolError('ERR_STORE', `[${driver}] ${location}: ${full(key)} does not exist`, {
+            hint: 'Publish it again, or check the store location.',
+          });
+        }
+        throw err;
+      }
+    });
+  };
+
   const getRange = (key: string, offset: number, length: number): Promise<Buffer> => {
     if (length <= 0) return Promise.resolve(Buffer.alloc(0));
     return retry('get range of', key, async () => {
@@ -569,11 +627,22 @@ export function createS3Store(options: S3StoreOptions): S3Store {
             Range: `bytes=${offset}-${offset + length - 1}`,
           }),
         );
-        const buf = await readBody(r.Body);
-        if (r.ContentLength !== undefined && buf.length !== r.ContentLength) {
+        // One buffer of the expected size, filled as the body arrives (no list of pieces joined).
+        let buf = Buffer.allocUnsafe(length);
+        let got = 0;
+        for await (const c of r.Body as AsyncIterable<Uint8Array>) {
+          if (got + c.length > buf.length) {
+            const bigger = Buffer.allocUnsafe(Math.max(got + c.length, buf.length * 2));
+            buf.copy(bigger, 0, 0, got);
+            buf = bigger;
+          }
+          buf.set(c, got);
+          got += c.length;
+        }
+        if (r.ContentLength !== undefined && got !== r.ContentLength) {
           throw Object.assign(new Error('premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
         }
-        return buf;
+        return got === buf.length ? buf : buf.subarray(0, got);
       } catch (err) {
         if (statusOf(err) === 416 || nameOf(err) === 'InvalidRange') return Buffer.alloc(0);
         if (nameOf(err) === 'NoSuchKey') {
@@ -594,6 +663,7 @@ export function createS3Store(options: S3StoreOptions): S3Store {
     head,
     get,
     getRange,
+    getRangeStream,
     async getStream(key, range) {
       return retry('get', key, async () => {
         const { client, sdk } = await getClient();
