@@ -154,6 +154,15 @@ async function readExactly(
   }
 }
 
+/** Writes all of `data` at `position` (a regular file takes it in one call, but a short write is not an error). */
+async function writeAt(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
 /** Archive bytes written between two background fdatasyncs (so the final fsync has little left to do). */
 const SYNC_EVERY = 64 * 1024 * 1024;
 
@@ -227,10 +236,11 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
   // caller renames the archive into place) only has the tail to write. An error is kept for the end.
   let syncing: Promise<void> | undefined;
   let syncedUpTo = 0;
+  let writtenUpTo = 0; // the archive's bytes before this offset are all written
   let syncError: Error | undefined;
   const maybeSync = (): void => {
-    if (syncing || written - syncedUpTo < SYNC_EVERY) return;
-    const upTo = written;
+    if (syncing || writtenUpTo - syncedUpTo < SYNC_EVERY) return;
+    const upTo = writtenUpTo;
     syncing = out
       .datasync()
       .then(
@@ -292,9 +302,9 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
   // order as they come back and frees their slots. Neither waits for the other except for a free slot
   // (the reader) or the next frame (the writer), so reading, hashing, compressing and writing overlap.
   const queue = new Channel<Queued | undefined>();
-  let failure: unknown;
+  let failure: Error | undefined;
   const fail = (err: unknown): void => {
-    failure ??= err;
+    failure ??= err instanceof Error ? err : new Error(String(err));
   };
 
   const read = async (): Promise<void> => {
@@ -348,35 +358,54 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
     }
   };
 
+  // The writer does not wait for a frame's write to finish before it takes the next frame: each
+  // frame's place in the archive is known once the frames before it are compressed, so writes (on
+  // libuv's threads) overlap with each other and with this thread's work.
   const write = async (): Promise<void> => {
+    let completed: Promise<void> = Promise.resolve();
+    const release = async (q: Queued): Promise<void> => {
+      // The slot is free once nothing reads it any more.
+      await Promise.allSettled([q.compressed, q.tarHashed, q.checked]);
+      free.put(q.slot);
+    };
     for (;;) {
       const q = await queue.take();
-      if (!q) return;
+      if (!q) break;
+      let r: { data: Uint8Array; sha256: string };
       try {
-        if (failure !== undefined) continue;
-        const r = await q.compressed;
-        const hashing = hasher.update(ARCHIVE_STREAM, r.data);
-        hashing.catch(() => undefined);
-        await out.write(r.data, 0, r.data.length, written);
-        await hashing;
-        frames.push({
-          offset: written,
-          size: r.data.length,
-          tarOffset: q.tarStart,
-          tarSize: q.tarSize,
-          sha256: r.sha256,
-        });
-        written += r.data.length;
-        maybeSync();
-        options.onProgress?.(q.tarStart + q.tarSize, total);
+        if (failure !== undefined) throw failure;
+        r = await q.compressed;
       } catch (err) {
         fail(err);
-      } finally {
-        // The slot is free once nothing reads it any more.
-        await Promise.allSettled([q.compressed, q.tarHashed, q.checked]);
-        free.put(q.slot);
+        void release(q);
+        continue;
       }
+      const offset = written;
+      written += r.data.length;
+      frames.push({
+        offset,
+        size: r.data.length,
+        tarOffset: q.tarStart,
+        tarSize: q.tarSize,
+        sha256: r.sha256,
+      });
+      const done = Promise.all([hasher.update(ARCHIVE_STREAM, r.data), writeAt(out, r.data, offset)]);
+      done.catch(() => undefined);
+      const end = offset + r.data.length;
+      // In archive order: what is durable-in-progress is a prefix of the archive.
+      completed = completed.then(() =>
+        done.then(
+          () => {
+            writtenUpTo = end;
+            maybeSync();
+            options.onProgress?.(q.tarStart + q.tarSize, total);
+          },
+          (err: unknown) => fail(err),
+        ),
+      );
+      void completed.finally(() => release(q));
     }
+    await completed;
   };
 
   try {
