@@ -42,10 +42,10 @@ const loadLzma = (): LzmaModule => (lzma ??= require('lzma-native') as LzmaModul
  * up (strategy dfast and above): before compressing each 128 KiB block it samples the block's byte
  * histograms to look for a better cut. On model weights (float noise) it doubles level 3's CPU time
  * and makes the output slightly larger. We turn it off (`ZSTD_c_blockSplitterLevel` = 1, "no
- * splitting"): the frames are then the blocks that zstd 1.5.4 and earlier (the zstd CLI of Debian 12
- * among them) produce at the same level, with the same match finder, so `level 3` still means zstd's
- * level 3. The parameter is experimental, so it is set only on the 1.5.x releases known to have it
- * with this number.
+ * splitting"); every other parameter is the level's own, so the frames are byte for byte what the
+ * zstd 1.5.4 CLI (Debian 12's) writes with `zstd -3 --no-check` for the same bytes (checked on the
+ * bench's weights). The parameter is experimental, so it is set only on the 1.5.x releases (from
+ * 1.5.7) known to have it under this number.
  */
 const ZSTD_C_BLOCK_SPLITTER_LEVEL = 1017; // ZSTD_c_experimentalParam20
 const hasPreSplitter = (b: ZstdBinding): boolean => {

@@ -6,9 +6,11 @@
  * Every frame is checked by the same TarChecker that deploy uses, and each compressed frame is
  * decompressed again and compared before it is written.
  *
- * Speed: this thread reads the files, runs the TarChecker (each file's sha256 and the tar's sha256)
- * and writes and hashes the compressed frames, while the codec workers compress, round-trip and hash
- * each frame; frames cross threads in shared memory (see writeArchive).
+ * Speed: every byte is hashed once per digest the manifest records (each file's, in the TarChecker
+ * on this thread; the whole tar's and the whole archive's, on a hasher thread; each frame's, in the
+ * worker that compressed it), and nothing waits for a stage it does not need: a reader loop fills
+ * frames and hands them out, a writer loop writes the compressed frames in order as they come back,
+ * the codec workers compress, round-trip and hash. Frames cross threads in shared memory, no copies.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Compression } from '../core/config.js';
