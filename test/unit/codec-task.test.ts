@@ -36,7 +36,8 @@ describe('runCodecTask compress', () => {
     it(`${alg}: refuses a frame that does not decode to its input`, async () => {
       decoder.mockImplementationOnce((...args) => {
         const wrong = Buffer.from(input.subarray(0, args[2]));
-        wrong[wrong.length >> 1] ^= 1; // one flipped bit in the middle
+        const mid = wrong.length >> 1;
+        wrong[mid] = (wrong[mid] ?? 0) ^ 1; // one flipped bit in the middle
         return Promise.resolve(wrong);
       });
       const level = codecs.DEFAULT_LEVELS[alg];
