@@ -238,11 +238,10 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
   // caller renames the archive into place) only has the tail to write. An error is kept for the end.
   let syncing: Promise<void> | undefined;
   let syncedUpTo = 0;
-  let writtenUpTo = 0; // the archive's bytes before this offset are all written
   let syncError: Error | undefined;
   const maybeSync = (): void => {
-    if (syncing || writtenUpTo - syncedUpTo < SYNC_EVERY) return;
-    const upTo = writtenUpTo;
+    if (syncing || written - syncedUpTo < SYNC_EVERY) return;
+    const upTo = written;
     syncing = out
       .datasync()
       .then(
@@ -360,54 +359,38 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
     }
   };
 
-  // The writer does not wait for a frame's write to finish before it takes the next frame: each
-  // frame's place in the archive is known once the frames before it are compressed, so writes (on
-  // libuv's threads) overlap with each other and with this thread's work.
+  // The writer writes one frame at a time, in order, while the hasher hashes it: one write in flight
+  // leaves libuv's other threads to the reads and the background fdatasync (writes to one file are
+  // serialized by the kernel anyway, and concurrent ones would only take threads the reads need).
   const write = async (): Promise<void> => {
-    let completed: Promise<void> = Promise.resolve();
-    const release = async (q: Queued): Promise<void> => {
-      // The slot is free once nothing reads it any more.
-      await Promise.allSettled([q.compressed, q.tarHashed, q.checked]);
-      free.put(q.slot);
-    };
     for (;;) {
       const q = await queue.take();
-      if (!q) break;
-      let r: { data: Uint8Array; sha256: string };
+      if (!q) return;
       try {
-        if (failure !== undefined) throw failure;
-        r = await q.compressed;
+        if (failure !== undefined) continue;
+        const r = await q.compressed;
+        const hashing = hasher.update(ARCHIVE_STREAM, r.data);
+        hashing.catch(() => undefined);
+        await writeAt(out, r.data, written);
+        await hashing;
+        frames.push({
+          offset: written,
+          size: r.data.length,
+          tarOffset: q.tarStart,
+          tarSize: q.tarSize,
+          sha256: r.sha256,
+        });
+        written += r.data.length;
+        maybeSync();
+        options.onProgress?.(q.tarStart + q.tarSize, total);
       } catch (err) {
         fail(err);
-        void release(q);
-        continue;
+      } finally {
+        // The slot is free once nothing reads it any more.
+        await Promise.allSettled([q.compressed, q.tarHashed, q.checked]);
+        free.put(q.slot);
       }
-      const offset = written;
-      written += r.data.length;
-      frames.push({
-        offset,
-        size: r.data.length,
-        tarOffset: q.tarStart,
-        tarSize: q.tarSize,
-        sha256: r.sha256,
-      });
-      const done = Promise.all([hasher.update(ARCHIVE_STREAM, r.data), writeAt(out, r.data, offset)]);
-      done.catch(() => undefined);
-      const end = offset + r.data.length;
-      // In archive order: what is durable-in-progress is a prefix of the archive.
-      completed = completed.then(() =>
-        done.then(
-          () => {
-            writtenUpTo = end;
-            maybeSync();
-            options.onProgress?.(q.tarStart + q.tarSize, total);
-          },
-          (err: unknown) => fail(err),
-        ),
-      );
-      void completed.finally(() => release(q));
     }
-    await completed;
   };
 
   try {
