@@ -18,6 +18,7 @@ interface ZstdBinding {
   };
   CParameter: { compressionLevel: number };
   compressBound(size: number): number;
+  versionNumber(): number;
 }
 interface Lz4Module {
   compressFrameSync(data: Buffer): Buffer;
@@ -36,6 +37,22 @@ const loadZstdBinding = (): ZstdBinding => (zstdBinding ??= require('zstd-napi/b
 const loadLz4 = (): Lz4Module => (lz4 ??= require('lz4-napi') as Lz4Module);
 const loadLzma = (): LzmaModule => (lzma ??= require('lzma-native') as LzmaModule);
 
+/**
+ * libzstd 1.5.7 added a "pre-block splitter" that, at the default setting, runs at every level from 3
+ * up (strategy dfast and above): before compressing each 128 KiB block it samples the block's byte
+ * histograms to look for a better cut. On model weights (float noise) it doubles level 3's CPU time
+ * and makes the output slightly larger. We turn it off (`ZSTD_c_blockSplitterLevel` = 1, "no
+ * splitting"); every other parameter is the level's own, so the frames are byte for byte what the
+ * zstd 1.5.4 CLI (Debian 12's) writes with `zstd -3 --no-check` for the same bytes (checked on the
+ * bench's weights). The parameter is experimental, so it is set only on the 1.5.x releases (from
+ * 1.5.7) known to have it under this number.
+ */
+const ZSTD_C_BLOCK_SPLITTER_LEVEL = 1017; // ZSTD_c_experimentalParam20
+const hasPreSplitter = (b: ZstdBinding): boolean => {
+  const v = b.versionNumber();
+  return v >= 10507 && v < 10600;
+};
+
 // One compression context per level and one decompression context, per thread (each codec worker
 // has its own module instance): creating a context per frame costs an allocation and a table reset.
 // Compressing with a reused context gives the same bytes as zstd-napi's compress().
@@ -47,6 +64,7 @@ function zstdCCtx(level: number): InstanceType<ZstdBinding['CCtx']> {
     const b = loadZstdBinding();
     c = new b.CCtx();
     c.setParameter(b.CParameter.compressionLevel, level);
+    if (hasPreSplitter(b)) c.setParameter(ZSTD_C_BLOCK_SPLITTER_LEVEL, 1);
     zstdCCtxs.set(level, c);
   }
   return c;

@@ -6,9 +6,11 @@
  * Every frame is checked by the same TarChecker that deploy uses, and each compressed frame is
  * decompressed again and compared before it is written.
  *
- * Speed: this thread reads the files, runs the TarChecker (each file's sha256 and the tar's sha256)
- * and writes and hashes the compressed frames, while the codec workers compress, round-trip and hash
- * each frame; frames cross threads in shared memory (see writeArchive).
+ * Speed: every byte is hashed once per digest the manifest records (each file's, in the TarChecker
+ * on this thread; the whole tar's and the whole archive's, on a hasher thread; each frame's, in the
+ * worker that compressed it), and nothing waits for a stage it does not need: a reader loop fills
+ * frames and hands them out, a writer loop writes the compressed frames in order as they come back,
+ * the codec workers compress, round-trip and hash. Frames cross threads in shared memory, no copies.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Compression } from '../core/config.js';
@@ -154,6 +156,15 @@ async function readExactly(
   }
 }
 
+/** Writes all of `data` at `position` (a regular file takes it in one call, but a short write is not an error). */
+async function writeAt(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
 /** Archive bytes written between two background fdatasyncs (so the final fsync has little left to do). */
 const SYNC_EVERY = 64 * 1024 * 1024;
 
@@ -163,18 +174,35 @@ interface Slot {
   output: Buffer;
 }
 
-interface DoneFrame {
-  data: Uint8Array;
-  sha256: string;
+/** A frame handed from the reader to the writer. */
+interface Queued {
   tarStart: number;
   tarSize: number;
   slot: Slot;
+  compressed: Promise<{ data: Uint8Array; sha256: string }>;
   /** Resolves when the hasher is done with the slot's tar bytes. */
   tarHashed: Promise<void>;
+  /** Resolves when the TarChecker is done with them. */
+  checked: Promise<void>;
 }
 
 const TAR_STREAM = 0;
 const ARCHIVE_STREAM = 1;
+
+/** A FIFO whose `take` waits for the next item. */
+class Channel<T> {
+  private items: T[] = [];
+  private waiting: ((item: T) => void)[] = [];
+  put(item: T): void {
+    const w = this.waiting.shift();
+    if (w) w(item);
+    else this.items.push(item);
+  }
+  take(): Promise<T> {
+    if (this.items.length > 0) return Promise.resolve(this.items.shift() as T);
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+}
 
 export async function writeArchive(options: WriteArchiveOptions): Promise<WrittenArchive> {
   const layout = planLayout(options.entries);
@@ -187,10 +215,9 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
   const frames: Frame[] = [];
   let written = 0;
   const openFiles = new Map<string, FileHandle>();
-  const inflight: Promise<DoneFrame>[] = [];
-  // Frames in flight: enough for every worker to have one queued while this thread reads, hashes
-  // (each file and the whole tar) and writes the frames before them.
-  const depth = Math.max(3, options.pool.size * 2 + 1);
+  // Frames in flight: enough for every worker to have one queued while the reader fills the next
+  // one and the writer writes the oldest.
+  const depth = Math.max(4, options.pool.size * 2 + 2);
   let pieceIdx = 0;
 
   // Frames live in slots of shared memory reused from frame to frame: the workers read the tar bytes
@@ -198,12 +225,13 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
   // garbage), and memory stays at depth x 2 x the largest frame whatever the size of the model.
   const maxFrame = layout.frames.reduce((m, [s, e]) => Math.max(m, e - s), 0);
   const outCapacity = maxFrame + (maxFrame >> 7) + 65536; // >= zstd's compressBound
-  const free: Slot[] = [];
-  const takeSlot = (): Slot =>
-    free.pop() ?? {
+  const free = new Channel<Slot>();
+  for (let i = 0; i < Math.min(depth, layout.frames.length); i++) {
+    free.put({
       input: Buffer.from(new SharedArrayBuffer(maxFrame)),
       output: Buffer.from(new SharedArrayBuffer(outCapacity)),
-    };
+    });
+  }
 
   // Durability without a long stall at the end: the archive is fdatasync'ed in the background every
   // SYNC_EVERY bytes, so the disk writes while the workers compress, and the final fsync (before the
@@ -229,104 +257,145 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
       });
   };
 
-  const flushOne = async (): Promise<void> => {
-    const next = inflight.shift();
-    if (!next) return;
-    const r = await next;
-    const hashing = hasher.update(ARCHIVE_STREAM, r.data);
-    hashing.catch(() => undefined);
-    await out.write(r.data, 0, r.data.length, written);
-    await hashing;
-    await r.tarHashed;
-    frames.push({
-      offset: written,
-      size: r.data.length,
-      tarOffset: r.tarStart,
-      tarSize: r.tarSize,
-      sha256: r.sha256,
-    });
-    written += r.data.length;
-    free.push(r.slot);
-    maybeSync();
-    options.onProgress?.(r.tarStart + r.tarSize, total);
+  /** Fills `buf` with the tar bytes [start, end) from the pieces that overlap them. */
+  const fill = async (buf: Buffer, start: number, end: number): Promise<void> => {
+    while (pieceIdx < layout.pieces.length) {
+      const p = layout.pieces[pieceIdx];
+      if (!p) break;
+      const pLen = p.kind === 'bytes' ? p.buf.length : p.length;
+      const pEnd = p.start + pLen;
+      const from = Math.max(p.start, start);
+      const to = Math.min(pEnd, end);
+      if (to > from) {
+        const at = from - start;
+        if (p.kind === 'bytes') p.buf.copy(buf, at, from - p.start, to - p.start);
+        else if (p.kind === 'zero') buf.fill(0, at, at + (to - from));
+        else {
+          let fh = openFiles.get(p.entry.abs);
+          if (!fh) {
+            fh = await open(p.entry.abs, 'r');
+            openFiles.set(p.entry.abs, fh);
+          }
+          await readExactly(fh, buf, at, to - from, p.fileOffset + (from - p.start), p.entry.abs);
+          if (p.fileOffset + (to - p.start) === p.entry.size) {
+            const st = await fh.stat();
+            if (st.size !== p.entry.size) {
+              throw new DeployToolError(
+                'ERR_SOURCE_CHANGED',
+                `File ${p.entry.abs} changed size while it was being packed`,
+                {
+                  hint: 'Do not modify the source folder during pack; run pack again.',
+                },
+              );
+            }
+            await fh.close();
+            openFiles.delete(p.entry.abs);
+          }
+        }
+      }
+      if (pEnd <= end) pieceIdx++;
+      else break;
+    }
+  };
+
+  // The reader fills a slot, hands it to a worker and to the hasher, and goes on with the next frame
+  // while this thread's TarChecker hashes the files in it; the writer writes the compressed frames in
+  // order as they come back and frees their slots. Neither waits for the other except for a free slot
+  // (the reader) or the next frame (the writer), so reading, hashing, compressing and writing overlap.
+  const queue = new Channel<Queued | undefined>();
+  let failure: Error | undefined;
+  const fail = (err: unknown): void => {
+    failure ??= err instanceof Error ? err : new Error(String(err));
+  };
+
+  const read = async (): Promise<void> => {
+    let checking: Promise<void> = Promise.resolve();
+    try {
+      for (const [start, end] of layout.frames) {
+        const slot = await free.take();
+        if (failure !== undefined) break;
+        const buf = slot.input.subarray(0, end - start);
+        await fill(buf, start, end);
+        // Every reader of the slot only reads it: the worker (which compresses the frame, decompresses
+        // it again and compares it with these bytes), the hasher (the whole tar) and the TarChecker.
+        const tarHashed = hasher.update(TAR_STREAM, buf);
+        tarHashed.catch(() => undefined);
+        const compressed = options.pool
+          .run({
+            op: 'compress',
+            alg: options.compression,
+            level: options.level,
+            data: buf,
+            roundTrip: true,
+            out: slot.output,
+          })
+          .then((r) => {
+            if (!r.ok) {
+              throw new DeployToolError(
+                'ERR_COMPRESSION',
+                `${options.compression} compression failed: ${r.message}`,
+                {
+                  hint: 'Try another --compression, or report this as a bug.',
+                },
+              );
+            }
+            return { data: r.data, sha256: r.sha256 };
+          });
+        compressed.catch(() => undefined);
+        // The checker hashes this frame after this loop has asked for the next frame's bytes (reads
+        // run on libuv's threads), so reading and hashing overlap.
+        checking = checking
+          .then(() => new Promise<void>((r) => setImmediate(r)))
+          .then(() => checker.push(buf));
+        checking.catch(fail);
+        queue.put({ tarStart: start, tarSize: end - start, slot, compressed, tarHashed, checked: checking });
+      }
+      await checking;
+    } catch (err) {
+      fail(err);
+      await checking.catch(() => undefined);
+    } finally {
+      queue.put(undefined);
+    }
+  };
+
+  // The writer writes one frame at a time, in order, while the hasher hashes it: one write in flight
+  // leaves libuv's other threads to the reads and the background fdatasync (writes to one file are
+  // serialized by the kernel anyway, and concurrent ones would only take threads the reads need).
+  const write = async (): Promise<void> => {
+    for (;;) {
+      const q = await queue.take();
+      if (!q) return;
+      try {
+        if (failure !== undefined) continue;
+        const r = await q.compressed;
+        const hashing = hasher.update(ARCHIVE_STREAM, r.data);
+        hashing.catch(() => undefined);
+        await writeAt(out, r.data, written);
+        await hashing;
+        frames.push({
+          offset: written,
+          size: r.data.length,
+          tarOffset: q.tarStart,
+          tarSize: q.tarSize,
+          sha256: r.sha256,
+        });
+        written += r.data.length;
+        maybeSync();
+        options.onProgress?.(q.tarStart + q.tarSize, total);
+      } catch (err) {
+        fail(err);
+      } finally {
+        // The slot is free once nothing reads it any more.
+        await Promise.allSettled([q.compressed, q.tarHashed, q.checked]);
+        free.put(q.slot);
+      }
+    }
   };
 
   try {
-    for (const [start, end] of layout.frames) {
-      if (inflight.length >= depth) await flushOne();
-      const slot = takeSlot();
-      const buf = slot.input.subarray(0, end - start);
-      // Fill the frame from the pieces that overlap it.
-      while (pieceIdx < layout.pieces.length) {
-        const p = layout.pieces[pieceIdx];
-        if (!p) break;
-        const pLen = p.kind === 'bytes' ? p.buf.length : p.length;
-        const pEnd = p.start + pLen;
-        const from = Math.max(p.start, start);
-        const to = Math.min(pEnd, end);
-        if (to > from) {
-          const at = from - start;
-          if (p.kind === 'bytes') p.buf.copy(buf, at, from - p.start, to - p.start);
-          else if (p.kind === 'zero') buf.fill(0, at, at + (to - from));
-          else {
-            let fh = openFiles.get(p.entry.abs);
-            if (!fh) {
-              fh = await open(p.entry.abs, 'r');
-              openFiles.set(p.entry.abs, fh);
-            }
-            await readExactly(fh, buf, at, to - from, p.fileOffset + (from - p.start), p.entry.abs);
-            if (p.fileOffset + (to - p.start) === p.entry.size) {
-              const st = await fh.stat();
-              if (st.size !== p.entry.size) {
-                throw new DeployToolError(
-                  'ERR_SOURCE_CHANGED',
-                  `File ${p.entry.abs} changed size while it was being packed`,
-                  {
-                    hint: 'Do not modify the source folder during pack; run pack again.',
-                  },
-                );
-              }
-              await fh.close();
-              openFiles.delete(p.entry.abs);
-            }
-          }
-        }
-        if (pEnd <= end) pieceIdx++;
-        else break;
-      }
-      const tarStart = start;
-      const tarSize = end - start;
-      // The worker compresses the frame, decompresses it again and compares it with these bytes
-      // (the round trip), while the hasher and this thread hash the same bytes: all only read the slot.
-      const tarHashed = hasher.update(TAR_STREAM, buf);
-      tarHashed.catch(() => undefined);
-      const compressed = options.pool
-        .run({
-          op: 'compress',
-          alg: options.compression,
-          level: options.level,
-          data: buf,
-          roundTrip: true,
-          out: slot.output,
-        })
-        .then((r) => {
-          if (!r.ok) {
-            throw new DeployToolError(
-              'ERR_COMPRESSION',
-              `${options.compression} compression failed: ${r.message}`,
-              {
-                hint: 'Try another --compression, or report this as a bug.',
-              },
-            );
-          }
-          return { data: r.data, sha256: r.sha256, tarStart, tarSize, slot, tarHashed };
-        });
-      // Awaited in order by flushOne; this keeps a frame that fails early from being an unhandled rejection.
-      compressed.catch(() => undefined);
-      inflight.push(compressed);
-      await checker.push(buf);
-    }
-    while (inflight.length) await flushOne();
+    await Promise.all([read(), write()]);
+    if (failure !== undefined) throw failure;
     checker.finish();
     const [tarSha256 = '', archiveSha256 = ''] = await hasher.digest();
     await syncing;
@@ -344,7 +413,6 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<Writte
       tarSha256,
     };
   } catch (err) {
-    await Promise.allSettled(inflight);
     if (err instanceof TarFormatError)
       throw new Error(`internal: packed stream failed its own check: ${err.message}`, { cause: err });
     throw err;

@@ -1,4 +1,4 @@
-import { rm, rename, stat } from 'node:fs/promises';
+import { mkdir, rm, rename, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { scanSource } from '../archive/scan.js';
 import { createCodecPool } from '../archive/pool.js';
@@ -144,7 +144,12 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   const include = [...(existingConfig?.include ?? []), ...(options.include ?? [])];
 
   options.onLog?.(`scanning ${source}`);
-  const scan = await scanSource(source, { include, exclude });
+  // The codec workers start now: they boot while the tree is scanned (closed below, whatever happens).
+  const pool = createCodecPool(undefined, { prestart: true });
+  const scan = await scanSource(source, { include, exclude }).catch(async (err: unknown) => {
+    await pool.close();
+    throw err;
+  });
   const files = scan.entries.filter((e) => e.type === 'file');
   const totalSize = files.reduce((s, e) => s + e.size, 0);
   options.onLog?.(`found ${files.length} files (${totalSize} bytes), ${scan.excluded} excluded`);
@@ -153,13 +158,14 @@ export async function pack(options: PackOptions): Promise<PackResult> {
   const archiveName = `${id}.${archiveExtension(compression)}`;
   const archivePath = join(project.paths.dist, archiveName);
   const manifestPath = componentManifestPath(project, { type, version });
-  const existing = await readManifestFile(manifestPath, { type, version });
-
-  await import('node:fs/promises').then((fs) => fs.mkdir(project.paths.dist, { recursive: true }));
   const tmpArchive = tempPathFor(archivePath);
-  const pool = createCodecPool();
+  let existing;
   let written;
+  // The commit and dirty flag are read while the archive is written (git runs in its own process).
+  const gitRead = gitInfo(project.root);
   try {
+    existing = await readManifestFile(manifestPath, { type, version });
+    await mkdir(project.paths.dist, { recursive: true });
     written = await writeArchive({
       entries: scan.entries,
       outPath: tmpArchive,
@@ -196,7 +202,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
         [...e.recipients].sort().join() === [...encrypt.recipients].sort().join()
       : !e;
 
-  const git = await gitInfo(project.root);
+  const git = await gitRead;
   let status: PackResult['status'] = 'packed';
   if (existing) {
     const same =
