@@ -156,6 +156,13 @@ describe('project root discovery', () => {
     );
     expect(r.code, r.stderr).toBe(0);
     expect(r.json.archivePath).toBe(join(dir, 'dist/config-1.tar.zst'));
+    // Before the command word too (the CLI loads only the command named after it).
+    const listed = await runJson<{ components: { type: string }[] }>(
+      ['--project-root', dir, 'component', 'list'],
+      { cwd: elsewhere },
+    );
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.json.components.map((c) => c.type)).toEqual(['config']);
   });
 
   it('fails outside a project with "Project root not found" and the hint to init or pass --project-root', async () => {
