@@ -130,8 +130,21 @@ start_gateway() { # name port
   wait_for 60 "gateway $name on port $port" gw_up "$port"
 }
 
+port_taken() { # port
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
 boot() {
   log "booting a single-node cluster in $D"
+  # Another cluster on this machine (another clone's .tmp/ceph) answering on our ports would hand
+  # our OSD its own fsid ("wrong fsid"): say so instead of failing obscurely.
+  local port
+  for port in "$MON_PORT" "$RGW_PORT"; do
+    if port_taken "$port"; then
+      log "port $port on 127.0.0.1 is already in use (another Ceph cluster? stop it with its scripts/ceph.sh stop)"
+      exit 1
+    fi
+  done
   rm -rf "$D"
   mkdir -p "$D"
   local fsid uuid id
