@@ -40,6 +40,18 @@ import type {
 } from '../source.js';
 
 const MiB = 1024 * 1024;
+/** The index of the chunk (sorted by offset, tiling the archive) that holds byte `offset`. */
+function chunkAt(chunks: readonly { offset: number }[], offset: number): number {
+  let lo = 0;
+  let hi = chunks.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if ((chunks[mid]?.offset ?? 0) <= offset) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 /** Bounds of one merged range request. */
 export const RANGE_MIN = 8 * MiB;
 export const RANGE_MAX = 64 * MiB;
@@ -851,16 +863,7 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       return h;
     };
     const chunks = recipe.chunks;
-    const find = (offset: number): number => {
-      let lo = 0;
-      let hi = chunks.length - 1;
-      while (lo < hi) {
-        const mid = (lo + hi + 1) >> 1;
-        if ((chunks[mid]?.offset ?? 0) <= offset) lo = mid;
-        else hi = mid - 1;
-      }
-      return lo;
-    };
+    const find = (offset: number): number => chunkAt(chunks, offset);
     /** Waits until bytes [from, from+n) of job j are readable (or will never be fetched). */
     const ready = async (j: Job, from: number, n: number): Promise<void> => {
       for (;;) {
@@ -967,16 +970,7 @@ export function openChunkedArchive(
     return h;
   };
   const chunks = recipe.chunks;
-  const find = (offset: number): number => {
-    let lo = 0;
-    let hi = chunks.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if ((chunks[mid]?.offset ?? 0) <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
-  };
+  const find = (offset: number): number => chunkAt(chunks, offset);
   return {
     location,
     size: () => Promise.resolve(recipe.archive.size),
