@@ -67,6 +67,41 @@ function corrupt(location: string, message: string, hint?: string): DeployToolEr
   });
 }
 
+/**
+ * Decompresses frame `index` on the pool (its compressed sha256 checked first, its output capped at
+ * the declared size), mapping a refusal to the error a user sees. Shared by full and partial reads.
+ */
+async function decodeFrame(
+  pool: CodecPool,
+  manifest: ComponentManifest,
+  location: string,
+  index: number,
+  data: Buffer,
+  out?: Uint8Array,
+): Promise<Buffer> {
+  const f = manifest.frames[index];
+  if (!f) throw new Error('internal: no such frame');
+  const r = await pool.run({
+    op: 'decompress',
+    alg: manifest.archive.compression,
+    data,
+    expectedSize: f.tarSize,
+    expectedSha256: f.sha256,
+    ...(out ? { out } : {}),
+  });
+  if (!r.ok) {
+    if (r.kind === 'too-large') {
+      throw new DeployToolError(
+        'ERR_ARCHIVE_UNSAFE',
+        `${location}: frame ${index} inflates past its declared ${f.tarSize} bytes`,
+        { hint: 'Refused as a possible decompression bomb. Do not deploy this archive.' },
+      );
+    }
+    throw corrupt(location, `frame ${index}: ${r.message}`);
+  }
+  return Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
+}
+
 /** Checks the archive's size against the manifest (a stat: nothing is read). */
 async function checkArchiveSize(source: ArchiveSource, manifest: ComponentManifest): Promise<void> {
   const size = await source.size();
@@ -227,27 +262,8 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
     inflight.push(
       mine.then(async (data) => {
         if (data.length !== f.size) throw corrupt(source.location, `archive is truncated in frame ${index}`);
-        const r = await pool.run({
-          op: 'decompress',
-          alg: manifest.archive.compression,
-          data,
-          expectedSize: f.tarSize,
-          expectedSha256: f.sha256,
-          out: slot.output,
-        });
-        if (!r.ok) {
-          if (r.kind === 'too-large') {
-            throw new DeployToolError(
-              'ERR_ARCHIVE_UNSAFE',
-              `${source.location}: frame ${index} inflates past its declared ${f.tarSize} bytes`,
-              {
-                hint: 'Refused as a possible decompression bomb. Do not deploy this archive.',
-              },
-            );
-          }
-          throw corrupt(source.location, `frame ${index}: ${r.message}`);
-        }
-        return { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength), slot };
+        const out = await decodeFrame(pool, manifest, source.location, index, data, slot.output);
+        return { data: out, slot };
       }),
     );
     // Awaited in order below; this keeps a later frame that fails first from being an unhandled rejection.
@@ -356,29 +372,10 @@ export async function readArchiveFiles(
     if (!f) throw new Error('internal: no such frame');
     const data = await source.read(f.offset, f.size);
     if (data.length !== f.size) throw corrupt(source.location, `archive is truncated in frame ${index}`);
-    const r = await pool.run({
-      op: 'decompress',
-      alg: manifest.archive.compression,
-      data,
-      expectedSize: f.tarSize,
-      expectedSha256: f.sha256,
-    });
-    if (!r.ok) {
-      if (r.kind === 'too-large') {
-        throw new DeployToolError(
-          'ERR_ARCHIVE_UNSAFE',
-          `${source.location}: frame ${index} inflates past its declared ${f.tarSize} bytes`,
-          { hint: 'Refused as a possible decompression bomb. Do not deploy this archive.' },
-        );
-      }
-      throw corrupt(source.location, `frame ${index}: ${r.message}`);
-    }
-    if (r.data.byteLength !== f.tarSize)
-      throw corrupt(
-        source.location,
-        `frame ${index} inflates to ${r.data.byteLength} bytes, not ${f.tarSize}`,
-      );
-    return { tarOffset: f.tarOffset, data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength) };
+    const out = await decodeFrame(pool, manifest, source.location, index, data);
+    if (out.byteLength !== f.tarSize)
+      throw corrupt(source.location, `frame ${index} inflates to ${out.byteLength} bytes, not ${f.tarSize}`);
+    return { tarOffset: f.tarOffset, data: out };
   };
   const inflight: Promise<{ tarOffset: number; data: Buffer }>[] = [];
   let next = 0;
