@@ -158,10 +158,13 @@ export interface ReadArchiveOptions {
    */
   sink?: EntrySink;
   /**
-   * Check the whole archive's size (before anything is read) and sha256 (default true). The sha256
-   * is computed over the frames' compressed bytes as they are read (the frames tile the archive)
-   * and checked before readArchive resolves; when something else is refused first, the whole
-   * archive is hashed again so that a damaged archive is reported as such.
+   * Check the whole archive (default true): its size before anything is read, and every byte the
+   * archive's sha256 covers. The manifest parser checks that the frames tile the archive exactly,
+   * and each frame's sha256 (from the same manifest as the archive's sha256, which the release
+   * pins through manifestSha256) is checked before the frame is decompressed; so once every frame
+   * passed, so did every byte of the archive, and the whole sha256 is not computed a second time
+   * (it was half of this thread's hashing). When a refusal of the content comes first, the whole
+   * archive is hashed so that a damaged archive is reported as such.
    */
   verifyDigest?: boolean;
   onProgress?: (doneTarBytes: number, totalTarBytes: number) => void;
@@ -213,16 +216,15 @@ const contentCodes = new Set(['ERR_ARCHIVE_CORRUPT', 'ERR_ARCHIVE_UNSAFE', 'ERR_
 /**
  * Reads the whole archive: every frame's sha256 is checked before it is decompressed (on the codec
  * pool), the tar stream is checked against the index (TarChecker) and handed to the sink, every
- * file's sha256 is checked, and (verifyDigest) the whole archive's size and sha256. Resolves only
- * once all of these passed. The pool's workers check and decompress frames; the calling thread
- * hashes the whole archive as its frames are read (in order), checks the tar stream, and hashes each
- * piece of file data while the sink writes it.
+ * file's sha256 is checked, and (verifyDigest) the archive's size, its bytes being checked by the
+ * frames' digests (see ReadArchiveOptions.verifyDigest). Resolves only once all of these passed.
+ * The pool's workers check and decompress frames; the calling thread checks the tar stream and
+ * hashes each piece of file data while the sink writes it.
  */
 export async function readArchive(options: ReadArchiveOptions): Promise<void> {
   const { manifest, source, pool } = options;
   const verifyDigest = options.verifyDigest !== false;
   if (verifyDigest) await checkArchiveSize(source, manifest);
-  const archiveHash = verifyDigest ? createHash('sha256') : undefined;
   const checker = new TarChecker(manifest.files, manifest.archive.tarSize, {
     checkDigests: true,
     sink: options.sink,
@@ -241,9 +243,6 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
   const free: Slot[] = [];
   const takeSlot = (): Slot => free.pop() ?? sharedSlot(source.readInto ? maxIn : 0, maxOut);
   const inflight: Promise<{ data: Buffer; slot: Slot }>[] = [];
-  // The whole archive is hashed frame by frame in order: frame i once it is read and frame i-1
-  // hashed, and before it goes to a worker (which may take over a buffer that is not shared).
-  let hashed: Promise<unknown> = Promise.resolve();
   let next = 0;
   const submit = (): void => {
     const f = manifest.frames[next++];
@@ -254,13 +253,8 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
       source.readInto && f.size <= slot.input.length
         ? source.readInto(slot.input, f.offset, f.size).then((n) => slot.input.subarray(0, n))
         : source.read(f.offset, f.size);
-    const mine = Promise.all([hashed, read]).then(([, data]) => {
-      archiveHash?.update(data);
-      return data;
-    });
-    hashed = mine;
     inflight.push(
-      mine.then(async (data) => {
+      read.then(async (data) => {
         if (data.length !== f.size) throw corrupt(source.location, `archive is truncated in frame ${index}`);
         const out = await decodeFrame(pool, manifest, source.location, index, data, slot.output);
         return { data: out, slot };
@@ -282,7 +276,6 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
       options.onProgress?.(done, manifest.archive.tarSize);
     }
     checker.finish();
-    if (archiveHash) checkArchiveSha256(source, manifest, archiveHash.digest('hex'));
   } catch (err) {
     await Promise.allSettled(inflight);
     let e = err;

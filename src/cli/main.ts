@@ -69,6 +69,9 @@ export async function buildProgram(args: string[] = process.argv.slice(2)): Prom
   const only = COMMANDS.find((c) => word !== undefined && c.names.includes(word));
   // `deploy-tool --version` needs no command at all.
   const none = word === undefined && (args.includes('-V') || args.includes('--version'));
+  // A command parses a few small documents once each: zod's generated fast path would cost more
+  // to compile than it saves (about 6 ms per schema on first use).
+  if (!none) (await import('zod')).z.config({ jitless: true });
   for (const c of none ? [] : only ? [only] : COMMANDS) (await c.load())(program);
   const visit = (cmd: Command): void => {
     for (const sub of cmd.commands) {

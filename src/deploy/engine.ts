@@ -29,6 +29,7 @@ import { DeployToolError, errnoCode, fsError } from '../core/errors.js';
 import type { Reporter } from '../core/events.js';
 import { fsyncDir } from '../core/fs-atomic.js';
 import { hashFile, sha256Hex } from '../core/hash.js';
+import { byCodeUnit } from '../core/validate.js';
 import { parseComponentManifestText, type ComponentManifest, type FileEntry } from '../manifest/component.js';
 import type { ReleaseComponent } from '../manifest/release.js';
 import {
@@ -97,11 +98,14 @@ export const sameComponents = (a: StateComponent[], b: StateComponent[]): boolea
   return key(a) === key(b);
 };
 
-/** A kept release on the target that holds TYPE/VERSION with this archive sha256, files intact. */
+/**
+ * A kept release on the target that holds TYPE/VERSION with this archive sha256 and the same
+ * manifest (whose sha256 pins every file's), files intact.
+ */
 export async function findReusable(
   t: TargetPaths,
   state: TargetState,
-  c: { type: string; version: string; archiveSha256: string },
+  c: { type: string; version: string; archiveSha256: string; manifestSha256: string },
 ): Promise<string | null> {
   const names = Object.keys(state.releases).sort((a, b) =>
     a === state.current ? -1 : b === state.current ? 1 : 0,
@@ -110,7 +114,11 @@ export async function findReusable(
     const rec = state.releases[r];
     if (!rec || rec.status === 'staged') continue;
     const hit = rec.components.find(
-      (x) => x.type === c.type && x.version === c.version && x.archiveSha256 === c.archiveSha256,
+      (x) =>
+        x.type === c.type &&
+        x.version === c.version &&
+        x.archiveSha256 === c.archiveSha256 &&
+        x.manifestSha256 === c.manifestSha256,
     );
     if (!hit) continue;
     const st = await lstat(join(releaseDir(t, r), componentDirRel(c.type, c.version))).catch(() => undefined);
@@ -639,7 +647,7 @@ export async function applyRetention(
   if (rb) protect.add(rb);
   const successful = Object.entries(state.releases)
     .filter(([, r]) => r.status === 'success')
-    .sort(([, a], [, b]) => (b.activatedAt ?? b.createdAt).localeCompare(a.activatedAt ?? a.createdAt))
+    .sort(([, a], [, b]) => byCodeUnit(b.activatedAt ?? b.createdAt, a.activatedAt ?? a.createdAt))
     .map(([n]) => n);
   const kept = new Set([...successful.slice(0, keep), ...protect]);
   const remove = Object.keys(state.releases).filter((n) => !kept.has(n));
@@ -791,6 +799,6 @@ export async function verifyRelease(
     };
     await Promise.all([worker(), worker(), worker(), worker()]);
   }
-  problems.sort((a, b) => a.path.localeCompare(b.path));
+  problems.sort((a, b) => byCodeUnit(a.path, b.path));
   return { files, bytes, problems };
 }

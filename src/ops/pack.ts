@@ -99,7 +99,7 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     });
   }
   const source = isAbsolute(options.path) ? options.path : resolve(options.cwd, options.path);
-  const encrypt = options.encrypt ? checkEncryptSettings(options.encrypt) : undefined;
+  const encrypt = options.encrypt ? await checkEncryptSettings(options.encrypt) : undefined;
 
   // Settings: CLI flags > package configuration (unless --auto) > analysis (--auto) > project defaults.
   const existingConfig = options.auto

@@ -1,7 +1,7 @@
 /** `version list|switch|rollback`: the releases kept on a target, and atomic switches between them. */
 import { DeployToolError } from '../core/errors.js';
 import { tryOpenProject } from '../core/project.js';
-import { validateVersion } from '../core/validate.js';
+import { byCodeUnit, validateVersion } from '../core/validate.js';
 import { readCurrent, readTargetRelease, targetPaths } from '../deploy/layout.js';
 import { activate, openSession, type HookSummary } from '../deploy/session.js';
 import {
@@ -51,7 +51,7 @@ export async function listVersions(o: TargetCommandOptions): Promise<VersionList
       base: r.base,
       components: r.components.map((c) => `${c.type}:${c.version}`),
     }))
-    .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    .sort((a, b) => byCodeUnit(a.createdAt, b.createdAt));
   return { target: root, current, rollbackTarget: rb, releases };
 }
 

@@ -13,7 +13,6 @@ import { mkdir, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { Decrypter, Encrypter } from 'age-encryption';
 import { openLocalArchive, type ArchiveSource } from '../archive/reader.js';
 import { DeployToolError, errnoCode, fsError } from '../core/errors.js';
 import { registerSecret } from '../core/redact.js';
@@ -59,8 +58,15 @@ export function passphraseFromEnv(name: string, env: NodeJS.ProcessEnv = process
   return value;
 }
 
+/**
+ * age and its curves, loaded on first use: importing them costs about 50 ms of start-up that every
+ * command without encryption would otherwise pay.
+ */
+const age = async (): Promise<typeof import('age-encryption')> => import('age-encryption');
+
 /** Validates encryption settings from the command line. */
-export function checkEncryptSettings(s: EncryptSettings): EncryptSettings {
+export async function checkEncryptSettings(s: EncryptSettings): Promise<EncryptSettings> {
+  const { Encrypter } = await age();
   if (s.recipients.length === 0 && !s.passphrase)
     throw usage(
       '--encrypt needs --recipient AGE_PUBLIC_KEY (repeatable) or --passphrase-env VAR',
@@ -105,6 +111,7 @@ export async function encryptFile(
   outPath: string,
   settings: EncryptSettings,
 ): Promise<{ size: number; sha256: string }> {
+  const { Encrypter } = await age();
   const enc = new Encrypter();
   if (settings.passphrase) {
     enc.setPassphrase(settings.passphrase);
@@ -303,6 +310,7 @@ export async function decryptArchive(
       controller.enqueue(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
     },
   });
+  const { Decrypter } = await age();
   const dec = new Decrypter();
   for (const id of keys.identities) dec.addIdentity(id);
   for (const p of keys.passphrases) dec.addPassphrase(p);

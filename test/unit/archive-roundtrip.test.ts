@@ -4,11 +4,11 @@
  */
 import { mkdtemp, mkdir, readFile, rm, writeFile, symlink, readlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createExtractSink } from '../../src/archive/extract.js';
 import { createCodecPool, type CodecPool } from '../../src/archive/pool.js';
-import { openLocalArchive, readArchive } from '../../src/archive/reader.js';
+import { openLocalArchive, readArchive, verifyArchiveDigest } from '../../src/archive/reader.js';
 import { scanSource } from '../../src/archive/scan.js';
 import { decompressFrame } from '../../src/archive/codecs.js';
 import { writeArchive } from '../../src/archive/writer.js';
@@ -165,18 +165,36 @@ describe('writeArchive and readArchive', () => {
     expect(data.equals(big)).toBe(true);
   });
 
-  it('refuses an archive whose size (before reading) or sha256 (before resolving) differs from the manifest', async () => {
+  it('refuses an archive whose size (before reading) or bytes (by the frames that tile it) differ from the manifest', async () => {
     const { manifest, path } = await packTo('zstd', 'whole');
     const source = await openLocalArchive(path);
     try {
+      // The whole-archive digest is checked where the archive is taken whole (publish, sign).
       await expectCode(
-        readArchive({
-          manifest: { ...manifest, archive: { ...manifest.archive, sha256: sha256('x') } },
-          source,
-          pool,
-        }),
+        verifyArchiveDigest(source, { ...manifest, archive: { ...manifest.archive, sha256: sha256('x') } }),
         'ERR_ARCHIVE_CORRUPT',
       );
+      // readArchive checks every byte through the frames' digests: one flipped byte in any frame,
+      // the last one (the skippable index) included, is refused as a damaged archive.
+      const original = await readFile(path);
+      for (const i of [0, manifest.frames.length - 1]) {
+        const f = manifest.frames[i]!;
+        const damaged = Buffer.from(original);
+        const at = f.offset + Math.floor(f.size / 2);
+        damaged[at] = (damaged[at] ?? 0) ^ 0x01;
+        const copy = join(dirname(path), `damaged-${i}.tar.zst`);
+        await writeFile(copy, damaged);
+        const src = await openLocalArchive(copy);
+        try {
+          const message = await expectCode(
+            readArchive({ manifest, source: src, pool }),
+            'ERR_ARCHIVE_CORRUPT',
+          );
+          expect(message).toMatch(/archive sha256 is [0-9a-f]{64}, the manifest says/);
+        } finally {
+          await src.close();
+        }
+      }
       await expectCode(
         readArchive({
           manifest: { ...manifest, archive: { ...manifest.archive, size: manifest.archive.size + 1 } },
