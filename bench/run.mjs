@@ -32,7 +32,7 @@ import { benchS3, s3Rows } from './s3.mjs';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(BENCH, '..');
-const CLI = join(REPO, 'dist', 'cli', 'main.js');
+const CLI = join(REPO, 'dist', 'bin', 'deploy-tool.js');
 const DATA = join(BENCH, 'data');
 const WORK = join(DATA, 'work');
 const MODEL = join(DATA, 'model');

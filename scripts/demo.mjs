@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'main.js');
+const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bin', 'deploy-tool.js');
 const work = mkdtempSync(join(tmpdir(), 'deploy-tool-demo-'));
 const project = join(work, 'my-ml-project');
 const server = join(work, 'server');

@@ -60,27 +60,12 @@ export function openRepo(spec: string, dataDir: string): MetadataRepo {
   });
 }
 
-interface S3Module {
-  createS3Store(options: Record<string, unknown>): Store;
-}
-
 export async function openStore(spec: string, cwd: string, s3?: ServeOptions['s3']): Promise<Store> {
   if (spec.startsWith('s3://')) {
     const u = new URL(spec);
-    // The S3 driver is loaded lazily (it pulls in the AWS SDK) and may be absent in a trimmed build.
-    const modulePath = '../../store/drivers/s3.js';
-    let mod: S3Module;
-    try {
-      mod = (await import(modulePath)) as S3Module;
-    } catch (err) {
-      throw new DeployToolError('ERR_USAGE', 'The S3 store driver is not available in this build', {
-        hint: 'Use --store DIR, or a deploy-tool version with S3 support.',
-        cause: err,
-      });
-    }
-    if (typeof mod.createS3Store !== 'function')
-      throw new DeployToolError('ERR_USAGE', 'The S3 store driver does not export createS3Store');
-    return mod.createS3Store({
+    // The S3 driver is loaded lazily (it pulls in the AWS SDK).
+    const { createS3Store } = await import('../../store/drivers/s3.js');
+    return createS3Store({
       bucket: u.hostname,
       prefix: u.pathname.replace(/^\/+/, ''),
       ...(s3?.endpoint ? { endpoint: s3.endpoint } : {}),
