@@ -335,6 +335,7 @@ export interface ReadArchiveFilesOptions {
   manifest: ComponentManifest;
   source: ArchiveSource;
   pool: CodecPool;
+  /** Receives the entries; as in readArchive, a chunk given to `sink.data` is reused once its promise resolves. */
   sink: LinkingSink;
   /** Files (by path) not to extract but to link from an existing copy: path -> absolute source path. */
   linked: ReadonlyMap<string, string>;
@@ -360,17 +361,39 @@ export async function readArchiveFiles(
   const wanted = framesOfFiles(manifest, files);
   const total = files.reduce((s, f) => s + f.size, 0);
   const depth = Math.max(2, pool.size * 2 + 1);
-  const decode = async (index: number): Promise<{ tarOffset: number; data: Buffer }> => {
+  // Frames in flight live in reused slots of shared memory, as in readArchive: memory stays at
+  // depth x (largest frame in + out) whatever the number of frames, with no garbage per frame.
+  let maxIn = 0;
+  let maxOut = 0;
+  for (const i of wanted) {
+    maxIn = Math.max(maxIn, manifest.frames[i]?.size ?? 0);
+    maxOut = Math.max(maxOut, manifest.frames[i]?.tarSize ?? 0);
+  }
+  const free: Slot[] = [];
+  type Decoded = { tarOffset: number; data: Buffer; slot: Slot };
+  const decode = async (index: number): Promise<Decoded> => {
     const f = manifest.frames[index];
     if (!f) throw new Error('internal: no such frame');
-    const data = await source.read(f.offset, f.size);
-    if (data.length !== f.size) throw corrupt(source.location, `archive is truncated in frame ${index}`);
-    const out = await decodeFrame(pool, manifest, source.location, index, data);
-    if (out.byteLength !== f.tarSize)
-      throw corrupt(source.location, `frame ${index} inflates to ${out.byteLength} bytes, not ${f.tarSize}`);
-    return { tarOffset: f.tarOffset, data: out };
+    const slot = free.pop() ?? sharedSlot(source.readInto ? maxIn : 0, maxOut);
+    try {
+      const data =
+        source.readInto && f.size <= slot.input.length
+          ? slot.input.subarray(0, await source.readInto(slot.input, f.offset, f.size))
+          : await source.read(f.offset, f.size);
+      if (data.length !== f.size) throw corrupt(source.location, `archive is truncated in frame ${index}`);
+      const out = await decodeFrame(pool, manifest, source.location, index, data, slot.output);
+      if (out.byteLength !== f.tarSize)
+        throw corrupt(
+          source.location,
+          `frame ${index} inflates to ${out.byteLength} bytes, not ${f.tarSize}`,
+        );
+      return { tarOffset: f.tarOffset, data: out, slot };
+    } catch (err) {
+      free.push(slot);
+      throw err;
+    }
   };
-  const inflight: Promise<{ tarOffset: number; data: Buffer }>[] = [];
+  const inflight: Promise<Decoded>[] = [];
   let next = 0;
   const fill = (): void => {
     while (inflight.length < depth && next < wanted.length) {
@@ -379,8 +402,11 @@ export async function readArchiveFiles(
       inflight.push(p);
     }
   };
-  let cur: { tarOffset: number; data: Buffer } | undefined;
-  const advance = async (): Promise<{ tarOffset: number; data: Buffer }> => {
+  let cur: Decoded | undefined;
+  const advance = async (): Promise<Decoded> => {
+    // The frame consumed so far is written (sink.data resolved): its slot takes the next frame.
+    if (cur) free.push(cur.slot);
+    cur = undefined;
     fill();
     const p = inflight.shift();
     if (!p) throw new Error('internal: a file lies outside the frames read');
