@@ -232,11 +232,14 @@ async function wanted(
   if (o.release) {
     const release = validateVersion(o.release, 'Release');
     const rel = await source.getRelease(release);
-    for (const c of rel.manifest.components) {
-      if (seen.has(c.type)) continue;
-      const loaded = await source.getComponent(c, release);
-      base.push(planned(loaded.text, loaded.manifest, { loaded, ref: c, sourceRelease: release }));
-    }
+    // The component manifests are independent requests (a round trip each to a bucket or registry).
+    const wantedRefs = rel.manifest.components.filter((c) => !seen.has(c.type));
+    const loadedAll = await Promise.all(wantedRefs.map((c) => source.getComponent(c, release)));
+    wantedRefs.forEach((c, k) => {
+      const loaded = loadedAll[k];
+      if (loaded)
+        base.push(planned(loaded.text, loaded.manifest, { loaded, ref: c, sourceRelease: release }));
+    });
     if (refs.length === 0) return { release, sourceRelease: release, base: null, components: base };
     baseName = release;
   } else if (current) {

@@ -143,7 +143,10 @@ export function planRanges(
 
 /** Pieces a range is checked in: its frames (by sha256), else slices of PIECE bytes (unchecked). */
 const PIECE = 4 * MiB;
-/** A range streams through a buffer of this size (to disk and to the hash thread). */
+/**
+ * A range streams through two buffers of this size in turn: one is written to disk and hashed while
+ * the next bytes from the socket fill the other.
+ */
 const STAGE = MiB;
 interface Piece {
   /** Offset in the chunk. */
@@ -404,6 +407,9 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       validateVersion(release, 'Release');
       const key = keys.release(release);
       const hit = await firstOf(`release ${release}`, async (s) => {
+        // Its detached signature is asked for at the same time (one round trip instead of two).
+        const sig = s.store.get(`${key}.minisig`);
+        sig.catch(() => undefined);
         const buf = await s.store.get(key);
         if (!buf) return undefined;
         const text = buf.toString('utf8');
@@ -415,7 +421,7 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
             { hint: 'The bucket was altered. Publish the release again.' },
           );
         }
-        const signature = (await s.store.get(`${key}.minisig`))?.toString('utf8');
+        const signature = (await sig)?.toString('utf8');
         return { manifest, text, signature };
       });
       if (!hit) {
@@ -430,6 +436,8 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       const id = `${ref.type}:${ref.version}`;
       const key = keys.component(ref.type, ref.version);
       const hit = await firstOf(`component ${id}`, async (s) => {
+        const sig = s.store.get(`${key}.minisig`);
+        sig.catch(() => undefined);
         const buf = await s.store.get(key);
         if (!buf) return undefined;
         const text = buf.toString('utf8');
@@ -458,7 +466,7 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
             );
           }
         }
-        const signature = (await s.store.get(`${key}.minisig`))?.toString('utf8');
+        const signature = (await sig)?.toString('utf8');
         return { manifest, text, signature };
       });
       if (!hit) {
@@ -553,9 +561,10 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
 
   /**
    * The ArchiveSource of an archive whose chunks are fetched as it is read: range GETs run ahead
-   * of the reader in archive order (`parallel` in flight), each streamed through one reused 1 MiB
+   * of the reader in archive order (`parallel` in flight), each streamed through two reused 1 MiB
    * buffer to the chunk's partial file in the cache and to a hash thread that checks every frame's
-   * sha256 (memory: parallel x 1 MiB, whatever the frame and range sizes); a range is readable once
+   * sha256 (one buffer is written and hashed while the socket fills the other; memory: parallel x 2 MiB,
+   * whatever the frame and range sizes); a range is readable once
    * all its frames are verified, and a read waits for the ranges it covers. Each chunk's sha256 is
    * computed in order from its ranges on disk, and its last range is readable only once that
    * digest is right and the chunk is in the cache (a wrong chunk is fetched again from the next
@@ -745,8 +754,8 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
       return Promise.resolve();
     };
 
-    /** Streams range i of job j frame by frame into buf, each frame checked, then written to disk. */
-    const fetchRange = async (j: Job, i: number, buf: Buffer): Promise<void> => {
+    /** Streams range i of job j frame by frame through bufs, each frame checked, then written to disk. */
+    const fetchRange = async (j: Job, i: number, bufs: [Buffer, Buffer]): Promise<void> => {
       const r = j.ranges[i];
       if (!r) return;
       const pieces = piecesOf(r);
@@ -759,20 +768,31 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
           /** Bytes of the current piece received, and of them those still in buf. */
           let got = 0;
           let fill = 0;
+          let buf = bufs[0];
+          /** The write and hash of the other buffer, if still running (hash updates stay in order). */
+          let writing: Promise<void> = Promise.resolve();
           if (stopped) return true;
           const flush = async (p: Piece): Promise<void> => {
             if (stopped || !j.fh) throw new Error(`${location}: the archive was closed`);
+            // The other buffer is free (and its bytes hashed) once its flush is done.
+            await writing;
+            const fh = j.fh;
+            const b = buf;
+            const n = fill;
+            const at = p.offset + got - fill;
             // On disk before it is verified, but a range counts (is read, or resumed) only once
             // all its frames are.
-            await Promise.all([
-              j.fh.write(buf, 0, fill, p.offset + got - fill),
-              p.sha256 ? hasher.update(buf, 0, fill, rid) : undefined,
-            ]);
+            writing = Promise.all([
+              fh.write(b, 0, n, at),
+              p.sha256 ? hasher.update(b, 0, n, rid) : undefined,
+            ]).then(progress);
+            writing.catch(() => undefined); // awaited before the buffer is reused and at the end
+            buf = b === bufs[0] ? bufs[1] : bufs[0];
             fill = 0;
-            progress();
           };
           const received = streamRange(s.store, j.key, r.offset, r.size, async (data, at) => {
             if (at === 0) {
+              await writing.catch(() => undefined);
               piece = 0; // a retried attempt starts again
               got = 0;
               fill = 0;
@@ -792,6 +812,7 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
               used += take;
               if (fill === buf.length || got === p.size) await flush(p);
               if (got < p.size) continue;
+              await writing;
               if (p.sha256 && (await hasher.cut(rid)) !== p.sha256)
                 throw corrupt(where, `frame ${p.frame} does not match its sha256`);
               piece++;
@@ -801,7 +822,9 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
           let n: number;
           try {
             n = await received;
+            await writing;
           } catch (err) {
+            await writing.catch(() => undefined);
             if (stopped) return true; // closed meanwhile: no mirror to ask
             throw err;
           }
@@ -824,7 +847,7 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
     };
 
     const worker = async (): Promise<void> => {
-      let buf: Buffer | undefined;
+      let bufs: [Buffer, Buffer] | undefined;
       while (!stopped) {
         const task = queue.shift();
         if (!task) {
@@ -834,8 +857,8 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
         }
         if (task.i < 0) await landed(task.job, -1);
         else {
-          buf ??= Buffer.from(new SharedArrayBuffer(STAGE));
-          await fetchRange(task.job, task.i, buf);
+          bufs ??= [Buffer.from(new SharedArrayBuffer(STAGE)), Buffer.from(new SharedArrayBuffer(STAGE))];
+          await fetchRange(task.job, task.i, bufs);
         }
       }
     };
