@@ -395,8 +395,10 @@ export async function readArchiveFiles(
   };
   const inflight: Promise<Decoded>[] = [];
   let next = 0;
+  /** Slots taken: the frames in flight and the one being consumed (`cur`) count towards depth. */
+  let held = 0;
   const fill = (): void => {
-    while (inflight.length < depth && next < wanted.length) {
+    while (inflight.length + held < depth && next < wanted.length) {
       const p = decode(wanted[next++]!);
       p.catch(() => undefined); // awaited in order below
       inflight.push(p);
@@ -407,9 +409,11 @@ export async function readArchiveFiles(
     // The frame consumed so far is written (sink.data resolved): its slot takes the next frame.
     if (cur) free.push(cur.slot);
     cur = undefined;
+    held = 0;
     fill();
     const p = inflight.shift();
     if (!p) throw new Error('internal: a file lies outside the frames read');
+    held = 1;
     const v = await p;
     fill();
     return v;

@@ -566,10 +566,10 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
    * sha256 (one buffer is written and hashed while the socket fills the other; memory: parallel x 2 MiB,
    * whatever the frame and range sizes); a range is readable once
    * all its frames are verified, and a read waits for the ranges it covers. Each chunk's sha256 is
-   * computed in order from its ranges on disk, and its last range is readable only once that
-   * digest is right and the chunk is in the cache (a wrong chunk is fetched again from the next
-   * mirror). Chunks without frames (encrypted archives) are readable only once verified whole. An
-   * error fails the reads that need the bytes (and close()).
+   * computed in order from its ranges on disk while the archive is read; the chunk enters the cache
+   * only once that digest is right (a wrong chunk is fetched again from the next mirror). Chunks
+   * without frames (encrypted archives) are readable only once verified whole. An error fails the
+   * reads that need the bytes (and close()).
    */
   const streamArchive = async (
     m: ComponentManifest,
@@ -745,7 +745,9 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
         notify();
         return Promise.resolve();
       }
-      if (i >= 0 && j.chunk.frames && i < j.ranges.length - 1) {
+      // Every frame of the range is verified: readable now, the last range too. The chunk's own
+      // sha256 (and fsync) decide only whether it enters the cache, and run meanwhile.
+      if (i >= 0 && j.chunk.frames) {
         j.available.add(i);
         notify();
       }
@@ -951,7 +953,11 @@ export function createBucketReleaseSource(o: BucketSourceOptions): BucketRelease
         return n === out.length ? out : out.subarray(0, n);
       },
       async close() {
-        if (unfinished() > 0 && !stopped) {
+        // Closed before every range was fetched: what is in flight ends, nothing new starts. Once
+        // all are here, the chunks still being verified are awaited (and enter the cache).
+        const fetched = (j: Job): boolean =>
+          j.ranges.every((_, i) => j.done.has(i) || (j.only !== undefined && !j.only.has(i)));
+        if (!stopped && (queue.length > 0 || [...jobs.values()].some((j) => !j.finished && !fetched(j)))) {
           closing = true;
           stopped = true;
         }
