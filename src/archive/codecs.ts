@@ -3,12 +3,15 @@
  * index declares (never more: a frame that would inflate past its declared size is refused while
  * decompressing, which defuses decompression bombs). These run inside codec workers.
  */
-import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { gunzipSync, gzipSync } from 'node:zlib';
 import type { Compression } from '../core/config.js';
 
 const require = createRequire(import.meta.url);
+// Loaded on first use: every codec worker loads this module, and most archives are zstd (each
+// built-in module a worker loads costs it compile time while it boots).
+const zlib = (): typeof import('node:zlib') => require('node:zlib') as typeof import('node:zlib');
+const childProcess = (): typeof import('node:child_process') =>
+  require('node:child_process') as typeof import('node:child_process');
 
 interface ZstdBinding {
   DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
@@ -100,7 +103,7 @@ export class CodecError extends Error {
 
 function runCli(cmd: string, args: string[], input: Uint8Array, maxOut: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = childProcess().spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const chunks: Buffer[] = [];
     let total = 0;
     let stderr = '';
@@ -155,7 +158,7 @@ export async function compressFrame(
       return dst.subarray(0, zstdCCtx(level).compress2(dst, data));
     }
     case 'gzip':
-      return gzipSync(data, { level });
+      return zlib().gzipSync(data, { level });
     case 'lz4':
       return loadLz4().compressFrameSync(data);
     case 'xz':
@@ -216,7 +219,7 @@ export async function decompressFrame(
         return checkSize(dst.subarray(0, n), expected);
       }
       case 'gzip':
-        return checkSize(gunzipSync(data, { maxOutputLength: expected + 1 }), expected);
+        return checkSize(zlib().gunzipSync(data, { maxOutputLength: expected + 1 }), expected);
       case 'lz4': {
         if (lz4Bound(data) > expected + 4 * 1048576) {
           throw new CodecError('frame inflates past its declared size', 'too-large');
