@@ -680,7 +680,7 @@ async function benchDeploy() {
     oursMedian: round(rm),
     fullDeploySeconds: round(fm),
     fullDeployRuns: full.op.map((x) => round(x)),
-    percentOfFull: round((100 * rm) / fm, 1),
+    percentOfFull: round((100 * rm) / fm, 2),
     processWallSeconds: { redeploy: round(median(redeploy)), fullDeploy: round(om) },
     target: '< 5% of the full deploy',
     pass: rm / fm < 0.05,
