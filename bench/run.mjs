@@ -506,38 +506,28 @@ async function main() {
       await benchDeploy();
     }
   }
+  // What the S3 and registry groups (bench/s3.mjs, bench/registry.mjs) use of this file.
+  const groupContext = {
+    log,
+    round,
+    median,
+    results,
+    runCli,
+    freshProject,
+    gnuTime,
+    writeNoise,
+    CLI,
+    DATA,
+    WORK,
+    MODEL,
+  };
   if (want('s3')) {
     results.runs.s3 = Number(process.env.BENCH_S3_RUNS ?? 3);
-    await benchS3({
-      log,
-      round,
-      median,
-      results,
-      runCli,
-      freshProject,
-      gnuTime,
-      writeNoise,
-      CLI,
-      DATA,
-      WORK,
-      MODEL,
-    });
+    await benchS3(groupContext);
   }
   if (want('registry')) {
     results.runs.registry = Number(process.env.BENCH_REGISTRY_RUNS ?? 3);
-    await benchRegistry({
-      log,
-      round,
-      median,
-      results,
-      runCli,
-      freshProject,
-      writeNoise,
-      CLI,
-      DATA,
-      WORK,
-      MODEL,
-    });
+    await benchRegistry(groupContext);
   }
   writeResults();
   printTable();

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { DeployToolError, errnoCode } from '../core/errors.js';
-import type { ComponentManifest, FileEntry } from '../manifest/component.js';
+import type { ComponentManifest, FileEntry, Frame } from '../manifest/component.js';
 import type { CodecPool } from './pool.js';
 import { TarChecker, TarFormatError, type EntrySink } from './tar.js';
 
@@ -211,6 +211,31 @@ function sharedSlot(inLen: number, outLen: number): Slot {
   return { input: Buffer.from(buf, 0, inLen), output: Buffer.from(buf, inPad, outLen) };
 }
 
+/**
+ * The slots of one read, sized for the largest of `frames`: taken for a frame in flight, given back
+ * once its bytes are consumed. `read` reads a frame into a slot's input when the source can read
+ * into a buffer (else into a new one).
+ */
+function slotPool(source: ArchiveSource, frames: Iterable<Frame | undefined>) {
+  let maxIn = 0;
+  let maxOut = 0;
+  for (const f of frames) {
+    maxIn = Math.max(maxIn, f?.size ?? 0);
+    maxOut = Math.max(maxOut, f?.tarSize ?? 0);
+  }
+  const free: Slot[] = [];
+  return {
+    take: (): Slot => free.pop() ?? sharedSlot(source.readInto ? maxIn : 0, maxOut),
+    give: (slot: Slot): void => {
+      free.push(slot);
+    },
+    read: async (f: Frame, slot: Slot): Promise<Buffer> =>
+      source.readInto && f.size <= slot.input.length
+        ? slot.input.subarray(0, await source.readInto(slot.input, f.offset, f.size))
+        : source.read(f.offset, f.size),
+  };
+}
+
 const contentCodes = new Set(['ERR_ARCHIVE_CORRUPT', 'ERR_ARCHIVE_UNSAFE', 'ERR_INDEX_MISMATCH']);
 
 /**
@@ -234,25 +259,15 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
   // slot (when the source can read into a buffer), a worker checks and decompresses it into the
   // same slot's output, and the checker and the sink consume it there: no copies between threads
   // and no allocation per frame. A slot is reused once the sink has written its bytes.
-  let maxIn = 0;
-  let maxOut = 0;
-  for (const f of manifest.frames) {
-    maxIn = Math.max(maxIn, f.size);
-    maxOut = Math.max(maxOut, f.tarSize);
-  }
-  const free: Slot[] = [];
-  const takeSlot = (): Slot => free.pop() ?? sharedSlot(source.readInto ? maxIn : 0, maxOut);
+  const slots = slotPool(source, manifest.frames);
   const inflight: Promise<{ data: Buffer; slot: Slot }>[] = [];
   let next = 0;
   const submit = (): void => {
     const f = manifest.frames[next++];
     if (!f) return;
     const index = next - 1;
-    const slot = takeSlot();
-    const read =
-      source.readInto && f.size <= slot.input.length
-        ? source.readInto(slot.input, f.offset, f.size).then((n) => slot.input.subarray(0, n))
-        : source.read(f.offset, f.size);
+    const slot = slots.take();
+    const read = slots.read(f, slot);
     inflight.push(
       read.then(async (data) => {
         if (data.length !== f.size) throw corrupt(source.location, `archive is truncated in frame ${index}`);
@@ -270,7 +285,7 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
       const frame = await inflight.shift();
       if (!frame) break;
       await checker.push(frame.data);
-      free.push(frame.slot);
+      slots.give(frame.slot);
       submit();
       done += frame.data.length;
       options.onProgress?.(done, manifest.archive.tarSize);
@@ -363,23 +378,17 @@ export async function readArchiveFiles(
   const depth = Math.max(2, pool.size * 2 + 1);
   // Frames in flight live in reused slots of shared memory, as in readArchive: memory stays at
   // depth x (largest frame in + out) whatever the number of frames, with no garbage per frame.
-  let maxIn = 0;
-  let maxOut = 0;
-  for (const i of wanted) {
-    maxIn = Math.max(maxIn, manifest.frames[i]?.size ?? 0);
-    maxOut = Math.max(maxOut, manifest.frames[i]?.tarSize ?? 0);
-  }
-  const free: Slot[] = [];
+  const slots = slotPool(
+    source,
+    wanted.map((i) => manifest.frames[i]),
+  );
   type Decoded = { tarOffset: number; data: Buffer; slot: Slot };
   const decode = async (index: number): Promise<Decoded> => {
     const f = manifest.frames[index];
     if (!f) throw new Error('internal: no such frame');
-    const slot = free.pop() ?? sharedSlot(source.readInto ? maxIn : 0, maxOut);
+    const slot = slots.take();
     try {
-      const data =
-        source.readInto && f.size <= slot.input.length
-          ? slot.input.subarray(0, await source.readInto(slot.input, f.offset, f.size))
-          : await source.read(f.offset, f.size);
+      const data = await slots.read(f, slot);
       if (data.length !== f.size) throw corrupt(source.location, `archive is truncated in frame ${index}`);
       const out = await decodeFrame(pool, manifest, source.location, index, data, slot.output);
       if (out.byteLength !== f.tarSize)
@@ -389,7 +398,7 @@ export async function readArchiveFiles(
         );
       return { tarOffset: f.tarOffset, data: out, slot };
     } catch (err) {
-      free.push(slot);
+      slots.give(slot);
       throw err;
     }
   };
@@ -407,7 +416,7 @@ export async function readArchiveFiles(
   let cur: Decoded | undefined;
   const advance = async (): Promise<Decoded> => {
     // The frame consumed so far is written (sink.data resolved): its slot takes the next frame.
-    if (cur) free.push(cur.slot);
+    if (cur) slots.give(cur.slot);
     cur = undefined;
     held = 0;
     fill();

@@ -1000,30 +1000,35 @@ export function openChunkedArchive(
   };
   const chunks = recipe.chunks;
   const find = (offset: number): number => chunkAt(chunks, offset);
+  // Into the caller's buffer, so that readers reuse their frame slots (src/archive/reader.ts).
+  const readInto = async (out: Uint8Array, offset: number, length: number): Promise<number> => {
+    const end = Math.min(offset + length, recipe.archive.size);
+    let pos = offset;
+    for (let i = find(offset); pos < end && i < chunks.length; i++) {
+      const c = chunks[i];
+      if (!c) break;
+      const from = pos - c.offset;
+      const n = Math.min(c.size - from, end - pos);
+      const fh = await handle(c.sha256);
+      let got = 0;
+      while (got < n) {
+        const { bytesRead } = await fh.read(out, pos - offset + got, n - got, from + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      pos += got;
+      if (got < n) break;
+    }
+    return pos - offset;
+  };
   return {
     location,
     size: () => Promise.resolve(recipe.archive.size),
+    readInto,
     async read(offset, length) {
-      const end = Math.min(offset + length, recipe.archive.size);
-      if (end <= offset) return Buffer.alloc(0);
-      const out = Buffer.allocUnsafe(end - offset);
-      let pos = offset;
-      for (let i = find(offset); pos < end && i < chunks.length; i++) {
-        const c = chunks[i];
-        if (!c) break;
-        const from = pos - c.offset;
-        const n = Math.min(c.size - from, end - pos);
-        const fh = await handle(c.sha256);
-        let got = 0;
-        while (got < n) {
-          const { bytesRead } = await fh.read(out, pos - offset + got, n - got, from + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        if (got < n) return out.subarray(0, pos - offset + got);
-        pos += n;
-      }
-      return out;
+      const out = Buffer.allocUnsafe(Math.max(0, Math.min(offset + length, recipe.archive.size) - offset));
+      const n = await readInto(out, offset, out.length);
+      return n === out.length ? out : out.subarray(0, n);
     },
     async close() {
       for (const h of handles.values()) await (await h.catch(() => undefined))?.close();
