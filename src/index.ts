@@ -28,7 +28,7 @@ export {
 } from './manifest/component.js';
 export { parseReleaseManifest, parseReleaseManifestText, type ReleaseManifest } from './manifest/release.js';
 export { readArchive, openLocalArchive, verifyArchiveDigest, type ArchiveSource } from './archive/reader.js';
-export { createExtractSink } from './archive/extract.js';
+export { createExtractSink, directIoEnabled } from './archive/extract.js';
 export { createCodecPool, type CodecPool } from './archive/pool.js';
 export type { Store, ObjectInfo, PutOptions, PutResult } from './store/types.js';
 export { createFilesystemStore } from './store/drivers/filesystem.js';

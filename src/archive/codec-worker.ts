@@ -1,6 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { runCodecTask, type CodecTask } from './codec-task.js';
+import { preloadZstd } from './codecs.js';
 
 /**
  * Messages: `{ id, task }` runs a codec task; `{ id, hash: { stream, data } }` adds bytes to one of
@@ -35,3 +36,7 @@ parentPort?.on('message', (msg: Message) => {
     }
   });
 });
+
+// Most archives are zstd: load its addon while no task waits (a prestarted worker boots before the
+// CLI knows what it will decompress).
+preloadZstd();

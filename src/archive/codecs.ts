@@ -37,6 +37,18 @@ let lz4: Lz4Module | undefined;
 let lzma: LzmaModule | undefined;
 
 const loadZstdBinding = (): ZstdBinding => (zstdBinding ??= require('zstd-napi/binding') as ZstdBinding);
+
+/**
+ * Loads the zstd addon now (codec workers do it while they wait for their first task, so that the
+ * first frame is not delayed by it). A failure is left for the first real use to report.
+ */
+export function preloadZstd(): void {
+  try {
+    loadZstdBinding();
+  } catch {
+    // reported by the first compression or decompression
+  }
+}
 const loadLz4 = (): Lz4Module => (lz4 ??= require('lz4-napi') as Lz4Module);
 const loadLzma = (): LzmaModule => (lzma ??= require('lzma-native') as LzmaModule);
 

@@ -23,6 +23,45 @@ export interface CodecPool {
 
 const workerFile = (): string => fileURLToPath(new URL('./codec-worker.js', import.meta.url));
 
+/** Workers started ahead of need (prestartCodecWorkers), not yet taken by a pool or a hasher. */
+const spares: Worker[] = [];
+
+/**
+ * Starts `count` codec workers now, to be taken by the next pools and stream hashers: a worker
+ * takes tens of ms to boot (and to load the zstd addon), which the CLI overlaps with loading its
+ * own modules when it knows the command will decompress or compress. Unused spares never keep the
+ * process alive. Does nothing when workers are unavailable (running from TypeScript sources).
+ */
+export function prestartCodecWorkers(count = Math.max(1, availableParallelism())): void {
+  const file = workerFile();
+  if (!existsSync(file)) return;
+  while (spares.length < count) {
+    const w = new Worker(file);
+    w.unref();
+    // A spare that fails to boot is dropped; the pool that would have taken it starts another.
+    w.once('error', () => {
+      const i = spares.indexOf(w);
+      if (i >= 0) spares.splice(i, 1);
+    });
+    spares.push(w);
+  }
+}
+
+/** True when prestarted workers are waiting: a pool then costs no boot time. */
+export function hasSpareWorkers(): boolean {
+  return spares.length > 0;
+}
+
+/** A prestarted worker if one waits, else a new one. */
+function takeWorker(file: string): Worker {
+  const w = spares.shift();
+  if (w) {
+    w.removeAllListeners('error');
+    return w;
+  }
+  return new Worker(file);
+}
+
 export interface CodecPoolOptions {
   /** Start the workers now (they boot while the caller does other work) rather than on first use. */
   prestart?: boolean;
@@ -42,7 +81,7 @@ export function createCodecPool(
   let closed = false;
 
   const spawnWorker = (): { worker: Worker; busy: number } => {
-    const worker = new Worker(file);
+    const worker = takeWorker(file);
     const slot = { worker, busy: 0 };
     worker.on('message', (msg: { id: number; result: CodecResult }) => {
       slot.busy--;
@@ -80,10 +119,13 @@ export function createCodecPool(
         slot.worker.postMessage({ id, task }, transferable ? [buf] : []);
       });
     },
-    async close() {
+    close() {
+      // Not awaited: an idle worker's stop takes a few ms that nobody needs to wait for (the
+      // workers are unref'd, and nothing is pending once the pool's last task has answered).
       closed = true;
-      await Promise.all(workers.map((w) => w.worker.terminate()));
+      for (const w of workers) w.worker.terminate().catch(() => undefined);
       workers.length = 0;
+      return Promise.resolve();
     },
   };
 }
@@ -115,7 +157,7 @@ export function createStreamHasher(): StreamHasher {
       close: () => Promise.resolve(),
     };
   }
-  const worker = new Worker(file);
+  const worker = takeWorker(file);
   const pending = new Map<number, Pending<{ digests?: string[] }>>();
   let nextId = 1;
   let failed: Error | undefined;

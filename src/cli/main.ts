@@ -69,9 +69,7 @@ export async function buildProgram(args: string[] = process.argv.slice(2)): Prom
   const only = COMMANDS.find((c) => word !== undefined && c.names.includes(word));
   // `deploy-tool --version` needs no command at all.
   const none = word === undefined && (args.includes('-V') || args.includes('--version'));
-  // A command parses a few small documents once each: zod's generated fast path would cost more
-  // to compile than it saves (about 6 ms per schema on first use).
-  if (!none) (await import('zod')).z.config({ jitless: true });
+  if (!none) (await import('../core/zod-cli.js')).configureZodForCli();
   for (const c of none ? [] : only ? [only] : COMMANDS) (await c.load())(program);
   const visit = (cmd: Command): void => {
     for (const sub of cmd.commands) {
@@ -105,8 +103,21 @@ function addGlobalOptions(cmd: Command): void {
     .option('--no-color', 'no colors (also with NO_COLOR)');
 }
 
+/** Commands that decompress or compress archives: their codec workers start before anything loads. */
+const CODEC_COMMANDS = new Set(['deploy', 'pack']);
+
 async function main(): Promise<void> {
-  const program = await buildProgram();
+  const args = process.argv.slice(2);
+  const word = commandWord(args);
+  if (
+    word !== undefined &&
+    CODEC_COMMANDS.has(word) &&
+    !args.some((a) => a === '--help' || a === '-h' || a === '--dry-run')
+  ) {
+    // The workers boot on the other core while this thread loads the command's modules.
+    (await import('../archive/pool.js')).prestartCodecWorkers();
+  }
+  const program = await buildProgram(args);
   try {
     await program.parseAsync(process.argv);
   } catch (err) {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { DeployToolError, errnoCode } from './errors.js';
 import { toolVersion } from './version.js';
 

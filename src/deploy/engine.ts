@@ -22,9 +22,9 @@ import {
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import { framesOfFiles, readArchive, readArchiveFiles } from '../archive/reader.js';
-import { createExtractSink } from '../archive/extract.js';
+import { createExtractSink, directIoEnabled } from '../archive/extract.js';
 import { runCodecTask } from '../archive/codec-task.js';
-import { createCodecPool, type CodecPool } from '../archive/pool.js';
+import { createCodecPool, hasSpareWorkers, type CodecPool } from '../archive/pool.js';
 import { DeployToolError, errnoCode, fsError } from '../core/errors.js';
 import type { Reporter } from '../core/events.js';
 import { fsyncDir } from '../core/fs-atomic.js';
@@ -211,17 +211,23 @@ export async function planFileReuse(
   c.linkedFrom = [...from].sort();
 }
 
+/** Files and symlinks of a reused component linked at once. */
+const LINK_BATCH = 8;
+
 /** Below this many compressed bytes to decompress, codec workers cost more (their boot) than they save. */
 const POOL_MIN_BYTES = 32 * 1024 * 1024;
 
 /**
  * The codec pool for staging these components: worker threads (started now, so that they boot
- * while the release folder is prepared) when there is much to decompress, else the calling thread.
+ * while the release folder is prepared) when there is much to decompress or when prestarted
+ * workers wait, else the calling thread.
  */
 export function deployPool(components: PlannedComponent[]): CodecPool {
   let bytes = 0;
   for (const c of components) if (c.action === 'extract') bytes += framesBytes(c) ?? c.archiveBytes;
-  if (bytes < POOL_MIN_BYTES) return { run: runCodecTask, size: 1, close: () => Promise.resolve() };
+  // Workers the CLI prestarted cost nothing more to use, even for a small extraction.
+  if (bytes < POOL_MIN_BYTES && !hasSpareWorkers())
+    return { run: runCodecTask, size: 1, close: () => Promise.resolve() };
   return createCodecPool(undefined, { prestart: true });
 }
 
@@ -446,7 +452,7 @@ async function extractComponent(
     c.sourceRelease,
     linked ? { frames: c.frames ?? [] } : undefined,
   );
-  const sink = createExtractSink(dir);
+  const sink = createExtractSink(dir, { direct: directIoEnabled() });
   try {
     if (linked) {
       // Incremental: files the target holds are hard-linked, only the frames of the others are read.
@@ -488,7 +494,7 @@ async function extractComponent(
 
 /** Hard-links (or copies) a component folder a kept release already has; false if it is not intact. */
 async function linkComponent(from: string, to: string, m: ComponentManifest): Promise<boolean> {
-  for (const e of m.files) {
+  const one = async (e: ComponentManifest['files'][number]): Promise<boolean> => {
     const src = join(from, ...e.path.split('/'));
     const dst = join(to, ...e.path.split('/'));
     const st = await lstat(src).catch(() => undefined);
@@ -515,6 +521,18 @@ async function linkComponent(from: string, to: string, m: ComponentManifest): Pr
     } catch (err) {
       throw fsError(err, dst, 'create');
     }
+    return true;
+  };
+  // Folders first, in manifest order (parents before children); then files and symlinks, a few
+  // at a time (each is a stat and a link: the thread pool runs them side by side).
+  for (const e of m.files) if (e.type === 'directory' && !(await one(e))) return false;
+  const rest = m.files.filter((e) => e.type !== 'directory');
+  for (let i = 0; i < rest.length; i += LINK_BATCH) {
+    // Settled, not all: none of them still runs when an error reaches the caller (which removes
+    // the folder).
+    const results = await Promise.allSettled(rest.slice(i, i + LINK_BATCH).map(one));
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    if (results.some((r) => r.status === 'fulfilled' && !r.value)) return false;
   }
   return true;
 }

@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { DeployToolError, errnoCode, fsError } from '../core/errors.js';
 import { fsyncDir } from '../core/fs-atomic.js';
 import { stateComponentSchema } from './state.js';

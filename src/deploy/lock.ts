@@ -5,11 +5,12 @@
  * over with a warning.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { link, readFile, rm, stat } from 'node:fs/promises';
-import { z } from 'zod';
-import { DeployToolError, errnoCode } from '../core/errors.js';
-import { writeFileExclusive } from '../core/fs-atomic.js';
+import * as z from 'zod';
+import { DeployToolError, errnoCode, fsError } from '../core/errors.js';
+import { tempPathFor, writeFileExclusive } from '../core/fs-atomic.js';
 import { whoami } from './state.js';
 
 export const LOCK_SCHEMA_VERSION = 1;
@@ -97,7 +98,7 @@ export async function acquireLock(options: AcquireOptions): Promise<HeldLock> {
   const t0 = Date.now();
   let announced = false;
   for (;;) {
-    if (await writeFileExclusive(options.path, text)) break;
+    if (createLockFile(options.path, text)) break;
     const holder = await readLock(options.path);
     if (!holder) {
       // Being written or unreadable: an unreadable lock older than a minute is garbage.
@@ -146,6 +147,32 @@ export async function acquireLock(options: AcquireOptions): Promise<HeldLock> {
       if (cur?.token === info.token) await rm(options.path, { force: true });
     },
   };
+}
+
+/**
+ * Creates the lock file exclusively: a complete temporary file, hard-linked to the lock's name (so it
+ * never appears partly written), false if the name exists. Synchronous and not fsync'ed: a lock only
+ * matters while its holder runs, and after a power loss a lock that vanished is what we want (its
+ * holder is gone) while one that survived is taken over as a dead holder's. Saves a few ms of every
+ * deploy, switch and rollback.
+ */
+function createLockFile(path: string, text: string): boolean {
+  const tmp = tempPathFor(path);
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(tmp, text, { flag: 'wx', mode: 0o644 });
+    try {
+      linkSync(tmp, path);
+    } catch (err) {
+      if (errnoCode(err) === 'EEXIST') return false;
+      throw err;
+    }
+    return true;
+  } catch (err) {
+    throw fsError(err, path, 'write');
+  } finally {
+    rmSync(tmp, { force: true });
+  }
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import { hostname, userInfo } from 'node:os';
 import { readFile } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { DeployToolError, errnoCode } from '../core/errors.js';
 import { writeFileAtomic } from '../core/fs-atomic.js';
 import { toolName } from '../core/version.js';

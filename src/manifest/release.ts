@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { DeployToolError } from '../core/errors.js';
 import { checkEntryPath } from './component.js';
 

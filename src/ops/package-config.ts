@@ -5,7 +5,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { extname, join, relative } from 'node:path';
 import { parseDocument, stringify } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { COMPRESSIONS, type Compression } from '../core/config.js';
 import { DeployToolError, errnoCode } from '../core/errors.js';
 import { writeFileAtomic } from '../core/fs-atomic.js';

@@ -14,7 +14,7 @@
  * component manifest, release manifest, so that a crash leaves nothing a reader would use.
  */
 import { stat } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { DeployToolError } from '../core/errors.js';
 import type { Reporter } from '../core/events.js';
 import { sha256Hex } from '../core/hash.js';

@@ -1,5 +1,5 @@
 /** The versioned JSON API (`/api/v1/...`), plus /healthz, /readyz and /metrics. See docs/api.md. */
-import { z } from 'zod';
+import * as z from 'zod';
 import { sha256Hex } from '../../core/hash.js';
 import { parseComponentManifestText } from '../../manifest/component.js';
 import { parseReleaseManifestText } from '../../manifest/release.js';
