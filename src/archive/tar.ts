@@ -9,7 +9,8 @@
  * extracts it, or does nothing when only checking).
  */
 import { createHash, type Hash } from 'node:crypto';
-import { Header, Pax } from 'tar';
+import { Header } from 'tar/header';
+import { Pax } from 'tar/pax';
 import type { Entry, FileEntry } from '../manifest/component.js';
 
 export const BLOCK = 512;

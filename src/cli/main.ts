@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { toolVersion } from '../core/version.js';
 type Register = (program: Command) => void;
@@ -106,8 +105,13 @@ function addGlobalOptions(cmd: Command): void {
 /** Commands that decompress or compress archives: their codec workers start before anything loads. */
 const CODEC_COMMANDS = new Set(['deploy', 'pack']);
 
-async function main(): Promise<void> {
-  const args = process.argv.slice(2);
+/**
+ * Runs the CLI on `argv` (node's: the program and the script first) and sets `process.exitCode`.
+ * Never exits the process. The entry point is `bin.ts`; the bundled CLI calls this from the
+ * CommonJS bundle that `launch.ts` loads with its code cache.
+ */
+export async function runCli(argv: string[] = process.argv): Promise<void> {
+  const args = argv.slice(2);
   const word = commandWord(args);
   if (
     word !== undefined &&
@@ -119,7 +123,7 @@ async function main(): Promise<void> {
   }
   const program = await buildProgram(args);
   try {
-    await program.parseAsync(process.argv);
+    await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
       if (
@@ -136,5 +140,3 @@ async function main(): Promise<void> {
     throw err;
   }
 }
-
-await main();

@@ -34,8 +34,7 @@
 import { Readable } from 'node:stream';
 import { DeployToolError } from '../core/errors.js';
 import { sha256Hex } from '../core/hash.js';
-import { createRegistryClient, type RegistryClient } from '../registry/client.js';
-import { resolveRegistry } from '../registry/credentials.js';
+import type { RegistryClient } from '../registry/client.js';
 import type { ComponentManifest } from '../manifest/component.js';
 import { storedArchive } from '../trust/encrypt.js';
 import { RECIPE_SCHEMA_VERSION, keys, recipeSchema, type ArchiveRecipe } from './bucket.js';
@@ -70,10 +69,17 @@ export function createRegistryLayoutStore(o: RegistryLayoutStoreOptions): Regist
   let client: Promise<RegistryClient> | undefined = o.client ? Promise.resolve(o.client) : undefined;
   let url = o.client?.location ?? o.url;
   const getClient = (): Promise<RegistryClient> => {
-    client ??= resolveRegistry(o.url).then((r) => {
+    // Loaded on first use: the HTTP client pulls in node's http, https and tls, which every
+    // command that resolves stores (deploy, publish) would otherwise load for nothing.
+    client ??= (async () => {
+      const [{ resolveRegistry }, { createRegistryClient }] = await Promise.all([
+        import('../registry/credentials.js'),
+        import('../registry/client.js'),
+      ]);
+      const r = await resolveRegistry(o.url);
       url = r.url;
       return createRegistryClient({ url: r.url, token: r.token });
-    });
+    })();
     return client;
   };
   /** archive sha256 -> component, learnt from the manifests read, so ranges are attributed downloads. */

@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createExtractSink } from '../../src/archive/extract.js';
+import { createExtractSink, directIoEnabled } from '../../src/archive/extract.js';
 import type { FileEntry } from '../../src/manifest/component.js';
 import { sha256 } from './fixtures.js';
 
@@ -69,5 +69,20 @@ describe('createExtractSink writes large files exactly', () => {
     const got = await readFile(join(out, 'big.bin'));
     expect(got.length).toBe(data.length);
     expect(sha256(got)).toBe(sha256(data));
+  });
+});
+
+describe('directIoEnabled (DEPLOY_TOOL_DIRECT_IO)', () => {
+  it.each([
+    [undefined, true],
+    ['1', true],
+    ['on', true],
+    ['0', false],
+    ['off', false],
+    [' FALSE ', false],
+    ['no', false],
+  ] as const)('%s -> %s', (value, expected) => {
+    const env: NodeJS.ProcessEnv = value === undefined ? {} : { DEPLOY_TOOL_DIRECT_IO: value };
+    expect(directIoEnabled(env)).toBe(expected);
   });
 });
