@@ -14,9 +14,9 @@ import { dirname } from 'node:path';
 import { Script } from 'node:vm';
 
 export interface LoadedCli {
-  runCli(argv: string[]): Promise<void>;
+  runCli: (argv: string[]) => Promise<void>;
   /** The code cache of the bundle as it is now (its functions compiled so far included). */
-  createCachedData(): Buffer;
+  createCachedData: () => Buffer;
   /** True when a cache was given and V8 refused it. */
   cacheRejected: boolean;
 }
