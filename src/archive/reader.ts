@@ -189,6 +189,19 @@ const wasm = (
 ).WebAssembly;
 
 /**
+ * At least `bytes` of shared memory that starts on a page boundary (a shared WebAssembly.Memory),
+ * or undefined when WebAssembly is not available (--jitless).
+ */
+export function pageAlignedMemory(bytes: number): SharedArrayBuffer | undefined {
+  const pages = Math.max(1, Math.ceil(bytes / WASM_PAGE));
+  try {
+    return wasm?.Memory && new wasm.Memory({ initial: pages, maximum: pages, shared: true }).buffer;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Shared memory for one slot. A shared WebAssembly.Memory is a SharedArrayBuffer that starts on a
  * page boundary, so a large file's data (which starts a frame, hence a slot's output) can be written
  * from it with direct I/O (src/archive/extract.ts); a plain SharedArrayBuffer when WebAssembly is
@@ -196,13 +209,7 @@ const wasm = (
  */
 function sharedSlot(inLen: number, outLen: number): Slot {
   const inPad = Math.ceil(inLen / WASM_PAGE) * WASM_PAGE;
-  const pages = Math.max(1, Math.ceil((inPad + outLen) / WASM_PAGE));
-  let buf: SharedArrayBuffer | undefined;
-  try {
-    buf = wasm?.Memory && new wasm.Memory({ initial: pages, maximum: pages, shared: true }).buffer;
-  } catch {
-    buf = undefined;
-  }
+  const buf = pageAlignedMemory(inPad + outLen);
   if (!buf)
     return {
       input: Buffer.from(new SharedArrayBuffer(inLen)),

@@ -74,13 +74,14 @@ describe('createExtractSink writes large files exactly', () => {
 
 describe('directIoEnabled (DEPLOY_TOOL_DIRECT_IO)', () => {
   it.each([
-    [undefined, true],
-    ['1', true],
-    ['on', true],
+    [undefined, false],
+    ['', false],
     ['0', false],
     ['off', false],
-    [' FALSE ', false],
-    ['no', false],
+    ['1', true],
+    [' ON ', true],
+    ['true', true],
+    ['yes', true],
   ] as const)('%s -> %s', (value, expected) => {
     const env: NodeJS.ProcessEnv = value === undefined ? {} : { DEPLOY_TOOL_DIRECT_IO: value };
     expect(directIoEnabled(env)).toBe(expected);
