@@ -264,7 +264,7 @@ export function createExtractSink(root: string, options: ExtractSinkOptions = {}
         let rest = chunk;
         if (c.direct && c.pos % DIRECT_ALIGN === 0 && chunk.length >= DIRECT_ALIGN) {
           const n = chunk.length - (chunk.length % DIRECT_ALIGN);
-          for (let off = 0; off < n; ) {
+          for (let off = 0; off < n;) {
             const len = Math.min(DIRECT_PART, n - off);
             const buf = await takeBuffer();
             chunk.copy(buf, 0, off, off + len);

@@ -151,7 +151,10 @@ describe('DEPLOY_TOOL_DIRECT_IO=1: large files written with direct I/O', () => {
   it('deploys the same bytes as the page-cache path, and verify passes', async () => {
     const env = { DEPLOY_TOOL_DIRECT_IO: '1' };
     const target = join(opt, 'direct-io');
-    const r = await runCli(['deploy', '--release', '2024.01.19', '--target', target], { cwd: f.project, env });
+    const r = await runCli(['deploy', '--release', '2024.01.19', '--target', target], {
+      cwd: f.project,
+      env,
+    });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     // weights.bin is 2 MiB + 77 bytes: aligned pieces go direct, the unaligned tail through the page cache.
