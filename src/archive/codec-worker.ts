@@ -4,7 +4,7 @@ import { runCodecTask, type CodecTask } from './codec-task.js';
 import { preloadZstd } from './codecs.js';
 
 /**
- * Messages: `{ id, task }` runs a codec task; `{ id, hash: { stream, data } }` adds bytes to one of
+ * Sends `{ ready: true }` once booted. Messages: `{ id, task }` runs a codec task; `{ id, hash: { stream, data } }` adds bytes to one of
  * this worker's sha256 streams (a stream hasher worker, see createStreamHasher), and
  * `{ id, digest: true }` answers every stream's digest.
  */
@@ -38,5 +38,6 @@ parentPort?.on('message', (msg: Message) => {
 });
 
 // Most archives are zstd: load its addon while no task waits (a prestarted worker boots before the
-// CLI knows what it will decompress).
+// CLI knows what it will decompress), then say so: a small job only uses workers that are ready.
 preloadZstd();
+parentPort?.postMessage({ ready: true });

@@ -25,6 +25,8 @@ const workerFile = (): string => fileURLToPath(new URL('./codec-worker.js', impo
 
 /** Workers started ahead of need (prestartCodecWorkers), not yet taken by a pool or a hasher. */
 const spares: Worker[] = [];
+/** Spares that have booted (said `ready`). */
+const ready = new WeakSet<Worker>();
 
 /**
  * Starts `count` codec workers now, to be taken by the next pools and stream hashers: a worker
@@ -43,20 +45,27 @@ export function prestartCodecWorkers(count = Math.max(1, availableParallelism())
       const i = spares.indexOf(w);
       if (i >= 0) spares.splice(i, 1);
     });
+    w.once('message', () => ready.add(w));
     spares.push(w);
   }
 }
 
-/** True when prestarted workers are waiting: a pool then costs no boot time. */
-export function hasSpareWorkers(): boolean {
-  return spares.length > 0;
+/**
+ * True when a prestarted worker has booted and waits: a pool then costs no boot time. (On a busy
+ * machine a worker can take longer to boot than a small extraction takes on the calling thread.)
+ */
+export function hasReadySpareWorkers(): boolean {
+  return spares.some((w) => ready.has(w));
 }
 
 /** A prestarted worker if one waits, else a new one. */
 function takeWorker(file: string): Worker {
-  const w = spares.shift();
+  // Booted ones first.
+  const i = spares.findIndex((x) => ready.has(x));
+  const w = spares.splice(i >= 0 ? i : 0, 1)[0];
   if (w) {
     w.removeAllListeners('error');
+    w.removeAllListeners('message');
     return w;
   }
   return new Worker(file);
@@ -83,7 +92,8 @@ export function createCodecPool(
   const spawnWorker = (): { worker: Worker; busy: number } => {
     const worker = takeWorker(file);
     const slot = { worker, busy: 0 };
-    worker.on('message', (msg: { id: number; result: CodecResult }) => {
+    worker.on('message', (msg: { id?: number; result: CodecResult }) => {
+      if (msg.id === undefined) return; // { ready: true }
       slot.busy--;
       const p = pending.get(msg.id);
       pending.delete(msg.id);
@@ -161,7 +171,8 @@ export function createStreamHasher(): StreamHasher {
   const pending = new Map<number, Pending<{ digests?: string[] }>>();
   let nextId = 1;
   let failed: Error | undefined;
-  worker.on('message', (msg: { id: number; digests?: string[] }) => {
+  worker.on('message', (msg: { id?: number; digests?: string[] }) => {
+    if (msg.id === undefined) return; // { ready: true }
     const p = pending.get(msg.id);
     pending.delete(msg.id);
     p?.resolve(msg);

@@ -76,7 +76,8 @@ export function createUi(flags: GlobalFlags): Ui {
       if (!flags.quiet) err(`${paint('33', 'warning:')} ${s}`);
     },
     verbose: (s) => {
-      if (flags.verbose) err(paint('2', `· ${s}`));
+      // Each step with the time since the process started (node's own start-up included).
+      if (flags.verbose) err(paint('2', `· ${`${Math.round(performance.now())}`.padStart(5)} ms  ${s}`));
     },
     json: (value) => {
       if (flags.json) process.stdout.write(`${redact(JSON.stringify(value, null, 2))}\n`);
