@@ -202,7 +202,8 @@ export async function benchS3(ctx) {
       const lines = (partial + d).split('\n');
       partial = lines.pop();
       const at = round((performance.now() - t0) / 1000, 2);
-      for (const l of lines) if (l.trim()) timeline.push([at, l.replace(/^\W+(\d+ ms {2})?/, '').slice(0, 140)]);
+      for (const l of lines)
+        if (l.trim()) timeline.push([at, l.replace(/^\W+(\d+ ms {2})?/, '').slice(0, 140)]);
     });
     const code = await new Promise((res) => child.on('close', res));
     const seconds = (performance.now() - t0) / 1000;
