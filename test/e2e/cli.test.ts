@@ -190,13 +190,13 @@ describe('--quiet and --verbose', () => {
       cwd: dir,
     });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/^· +\d+ ms  scanning .*models$/m);
-    expect(r.stderr).toMatch(/^· +\d+ ms  found 2 files/m);
+    expect(r.stderr).toMatch(/^· +\d+ ms {2}scanning .*models$/m);
+    expect(r.stderr).toMatch(/^· +\d+ ms {2}found 2 files/m);
     expect(r.stdout).toContain('✓ Generating manifest: deployment/manifests/model-1.manifest.json');
     const pub = await runCli(['publish', '--component', 'model:1', '--release-version', 'r', '-v'], {
       cwd: dir,
     });
-    expect(pub.stderr).toMatch(/^· +\d+ ms  verifying .*model-1\.tar\.zst$/m);
+    expect(pub.stderr).toMatch(/^· +\d+ ms {2}verifying .*model-1\.tar\.zst$/m);
   });
 });
 
