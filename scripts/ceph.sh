@@ -130,6 +130,29 @@ start_gateway() { # name port
   wait_for 60 "gateway $name on port $port" gw_up "$port"
 }
 
+osd_up() {
+  timeout 10 ceph -c "$CONF" --connect-timeout 5 osd stat 2>/dev/null | grep -q ': 1 up'
+}
+
+start_osd() { # id
+  local id=$1 try i
+  for ((try = 1; try <= 20; try++)); do
+    # Sometimes the OSD's first command to the monitor leaves before it has the monitor map
+    # ("wrong fsid" in log/daemons.out), and ceph-osd exits (status 250) instead of going to the
+    # background: start it again.
+    detach ceph-osd -c "$CONF" -i "$id" || log "ceph-osd exited with status $? (attempt $try of 20)"
+    for ((i = 0; i < 120; i++)); do
+      if osd_up; then return 0; fi
+      if ((i > 6)) && ! pid_alive "$D/run/osd.$id.pid"; then break; fi
+      sleep 0.5
+    done
+    if pid_alive "$D/run/osd.$id.pid"; then kill "$(cat "$D/run/osd.$id.pid")" 2>/dev/null || true; fi
+    sleep 1
+  done
+  log "osd.$id did not come up after 20 attempts (logs: $D/log)"
+  return 1
+}
+
 port_taken() { # port
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
@@ -157,7 +180,7 @@ boot() {
   id="$(timeout 60 ceph -c "$CONF" --connect-timeout 30 osd new "$uuid")"
   mkdir -p "$D/osd/$id"
   ceph-osd -c "$CONF" -i "$id" --mkfs --osd-uuid "$uuid" >/dev/null 2>&1
-  detach ceph-osd -c "$CONF" -i "$id"
+  start_osd "$id"
   start_gateway a "$RGW_PORT"
   timeout 60 radosgw-admin -c "$CONF" user create --uid=test --display-name=test \
     --access-key="$ACCESS_KEY" --secret="$SECRET_KEY" >/dev/null
