@@ -4,9 +4,9 @@ import { runCodecTask, type CodecTask } from './codec-task.js';
 import { preloadZstd } from './codecs.js';
 
 /**
- * Sends `{ ready: true }` once booted. Messages: `{ id, task }` runs a codec task; `{ id, hash: { stream, data } }` adds bytes to one of
- * this worker's sha256 streams (a stream hasher worker, see createStreamHasher), and
- * `{ id, digest: true }` answers every stream's digest.
+ * Sends `{ ready: true }` once booted. Messages: `{ id, task }` runs a codec task;
+ * `{ id, hash: { stream, data } }` adds bytes to one of this worker's sha256 streams (a stream
+ * hasher worker, see createStreamHasher), and `{ id, digest: true }` answers every stream's digest.
  */
 type Message =
   | { id: number; task: CodecTask }
