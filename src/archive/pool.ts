@@ -58,17 +58,17 @@ export function hasReadySpareWorkers(): boolean {
   return spares.some((w) => ready.has(w));
 }
 
-/** A prestarted worker if one waits, else a new one. */
-function takeWorker(file: string): Worker {
+/** A prestarted worker if one waits, else a new one; `booted`: it has said `ready`. */
+function takeWorker(file: string): { worker: Worker; booted: boolean } {
   // Booted ones first.
   const i = spares.findIndex((x) => ready.has(x));
   const w = spares.splice(i >= 0 ? i : 0, 1)[0];
   if (w) {
     w.removeAllListeners('error');
     w.removeAllListeners('message');
-    return w;
+    return { worker: w, booted: ready.has(w) };
   }
-  return new Worker(file);
+  return { worker: new Worker(file), booted: false };
 }
 
 export interface CodecPoolOptions {
@@ -84,16 +84,21 @@ export function createCodecPool(
   if (!existsSync(file)) {
     return { run: runCodecTask, size, close: () => Promise.resolve() };
   }
-  const workers: { worker: Worker; busy: number }[] = [];
+  const workers: { worker: Worker; busy: number; booted: boolean }[] = [];
   const pending = new Map<number, Pending>();
   let nextId = 1;
   let closed = false;
+  /** Tasks running on this thread while no worker has booted yet (one at a time). */
+  let local = 0;
 
-  const spawnWorker = (): { worker: Worker; busy: number } => {
-    const worker = takeWorker(file);
-    const slot = { worker, busy: 0 };
-    worker.on('message', (msg: { id?: number; result: CodecResult }) => {
-      if (msg.id === undefined) return; // { ready: true }
+  const spawnWorker = (): { worker: Worker; busy: number; booted: boolean } => {
+    const { worker, booted } = takeWorker(file);
+    const slot = { worker, busy: 0, booted };
+    worker.on('message', (msg: { id?: number; ready?: boolean; result: CodecResult }) => {
+      if (msg.id === undefined) {
+        slot.booted = true; // { ready: true }
+        return;
+      }
       slot.busy--;
       const p = pending.get(msg.id);
       pending.delete(msg.id);
@@ -117,6 +122,12 @@ export function createCodecPool(
     run(task) {
       if (closed) return runCodecTask(task);
       if (workers.length < size) workers.push(spawnWorker());
+      // Until a worker has booted (tens of ms, the zstd addon loaded), this thread would only wait
+      // for it: it runs one task itself meanwhile (the first frame of a deploy or a pack).
+      if (local === 0 && !workers.some((w) => w.booted)) {
+        local++;
+        return runCodecTask(task).finally(() => local--);
+      }
       const slot = workers.reduce((a, b) => (b.busy < a.busy ? b : a));
       slot.busy++;
       slot.worker.ref();
@@ -167,7 +178,7 @@ export function createStreamHasher(): StreamHasher {
       close: () => Promise.resolve(),
     };
   }
-  const worker = takeWorker(file);
+  const { worker } = takeWorker(file);
   const pending = new Map<number, Pending<{ digests?: string[] }>>();
   let nextId = 1;
   let failed: Error | undefined;

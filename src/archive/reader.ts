@@ -261,7 +261,7 @@ export async function readArchive(options: ReadArchiveOptions): Promise<void> {
     checkDigests: true,
     sink: options.sink,
   });
-  const depth = Math.max(2, pool.size * 2 + 1);
+  const depth = Math.max(2, pool.size * 2);
   // Frames live in slots of shared memory reused from frame to frame: the archive is read into a
   // slot (when the source can read into a buffer), a worker checks and decompresses it into the
   // same slot's output, and the checker and the sink consume it there: no copies between threads

@@ -9,6 +9,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadCli } from './launch.js';
 
+// Threads for libuv's pool (file I/O, hashing of files): direct writes of extracted files block a
+// thread each while the disk writes, and the reads of the archive must not wait behind them. Read
+// when the pool starts, at the first asynchronous file operation, which comes after this line.
+process.env['UV_THREADPOOL_SIZE'] ??= '8';
+
 const here = dirname(fileURLToPath(import.meta.url));
 const bundle = join(here, 'cli.cjs');
 const runCli = existsSync(bundle)

@@ -147,17 +147,20 @@ describe('seed README section 4: deploy a release from the filesystem', () => {
   });
 });
 
-describe('DEPLOY_TOOL_DIRECT_IO=1: large files written with direct I/O', () => {
-  it('deploys the same bytes as the page-cache path, and verify passes', async () => {
-    const env = { DEPLOY_TOOL_DIRECT_IO: '1' };
-    const target = join(opt, 'direct-io');
+describe('large files: direct I/O (the default) and the page cache (DEPLOY_TOOL_DIRECT_IO=0)', () => {
+  it.each([
+    ['direct', {}],
+    ['page-cache', { DEPLOY_TOOL_DIRECT_IO: '0' }],
+  ] as const)('%s: deploys the same bytes, and verify passes', async (name, env) => {
+    const target = join(opt, `io-${name}`);
     const r = await runCli(['deploy', '--release', '2024.01.19', '--target', target], {
       cwd: f.project,
       env,
     });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    // weights.bin is 2 MiB + 77 bytes: aligned pieces go direct, the unaligned tail through the page cache.
+    // weights.bin is 2 MiB + 77 bytes: with direct I/O, aligned pieces go direct and the unaligned
+    // tail through the page cache.
     expect(await readFile(join(target, 'model', 'weights.bin'))).toEqual(MODEL1);
     const v = await runCli(['verify', '--target', target], { cwd: f.project });
     expect(v.code).toBe(0);

@@ -1,7 +1,9 @@
 /**
- * The extraction sink's write paths: with `direct`, large files go to the disk with direct I/O from page-aligned
- * buffers, and fall back to the page cache for what the kernel refuses (an unaligned buffer, a tail
- * shorter than a block); either way the file holds exactly the bytes given, in order.
+ * The extraction sink's write paths: with `direct`, large files go to the disk with direct I/O, straight
+ * from the caller's page-aligned memory or from the sink's own aligned buffers, and fall back to the
+ * page cache for what the kernel refuses (an unaligned buffer, a tail shorter than a block); either
+ * way the file holds exactly the bytes given, in order, even when the caller reuses its memory as
+ * soon as each piece's promise resolves.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -51,7 +53,7 @@ describe('createExtractSink writes large files exactly', () => {
     const raw = Buffer.alloc(MiB + 101);
     const b = pattern(raw.subarray(1), 2);
     const c = pattern(aligned(2 * MiB + 7), 3);
-    const data = Buffer.concat([a, b, c]);
+    const data = Buffer.concat([a, b, c]); // a copy: the pieces are overwritten once given
     const entry: FileEntry = {
       path: 'big.bin',
       type: 'file',
@@ -63,7 +65,12 @@ describe('createExtractSink writes large files exactly', () => {
     };
     const sink = createExtractSink(out, { durable: true, direct });
     await sink.start?.(entry);
-    for (const piece of [a, b, c]) await sink.data?.(entry, piece);
+    for (const piece of [a, b, c]) {
+      await sink.data?.(entry, piece);
+      // The caller's buffers are reused once data() resolves (readArchive's slots): what was
+      // written must not change with them.
+      piece.fill(0x11);
+    }
     await sink.end?.(entry, entry.sha256);
     await sink.flush();
     const got = await readFile(join(out, 'big.bin'));
@@ -74,10 +81,12 @@ describe('createExtractSink writes large files exactly', () => {
 
 describe('directIoEnabled (DEPLOY_TOOL_DIRECT_IO)', () => {
   it.each([
-    [undefined, false],
-    ['', false],
+    [undefined, true],
+    ['', true],
     ['0', false],
     ['off', false],
+    [' No ', false],
+    ['false', false],
     ['1', true],
     [' ON ', true],
     ['true', true],
