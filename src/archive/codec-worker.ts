@@ -37,7 +37,7 @@ parentPort?.on('message', (msg: Message) => {
   });
 });
 
-// Most archives are zstd: load its addon while no task waits (a prestarted worker boots before the
-// CLI knows what it will decompress), then say so: a small job only uses workers that are ready.
+// Most archives are zstd: load its addon before the first task, then say so (until then the pool
+// runs a task on its own thread rather than wait for this one).
 preloadZstd();
 parentPort?.postMessage({ ready: true });

@@ -23,53 +23,11 @@ export interface CodecPool {
 
 const workerFile = (): string => fileURLToPath(new URL('./codec-worker.js', import.meta.url));
 
-/** Workers started ahead of need (prestartCodecWorkers), not yet taken by a pool or a hasher. */
-const spares: Worker[] = [];
-/** Spares that have booted (said `ready`). */
-const ready = new WeakSet<Worker>();
-
 /**
- * Starts `count` codec workers now, to be taken by the next pools and stream hashers: a worker
- * takes tens of ms to boot (and to load the zstd addon), which the CLI overlaps with loading its
- * own modules when it knows the command will decompress or compress. Unused spares never keep the
- * process alive. Does nothing when workers are unavailable (running from TypeScript sources).
+ * A new codec worker. It says `{ ready: true }` once booted (tens of ms, the zstd addon loaded);
+ * until then a pool runs one task on the calling thread (see run below).
  */
-export function prestartCodecWorkers(count = Math.max(1, availableParallelism())): void {
-  const file = workerFile();
-  if (!existsSync(file)) return;
-  while (spares.length < count) {
-    const w = new Worker(file);
-    w.unref();
-    // A spare that fails to boot is dropped; the pool that would have taken it starts another.
-    w.once('error', () => {
-      const i = spares.indexOf(w);
-      if (i >= 0) spares.splice(i, 1);
-    });
-    w.once('message', () => ready.add(w));
-    spares.push(w);
-  }
-}
-
-/**
- * True when a prestarted worker has booted and waits: a pool then costs no boot time. (On a busy
- * machine a worker can take longer to boot than a small extraction takes on the calling thread.)
- */
-export function hasReadySpareWorkers(): boolean {
-  return spares.some((w) => ready.has(w));
-}
-
-/** A prestarted worker if one waits, else a new one; `booted`: it has said `ready`. */
-function takeWorker(file: string): { worker: Worker; booted: boolean } {
-  // Booted ones first.
-  const i = spares.findIndex((x) => ready.has(x));
-  const w = spares.splice(i >= 0 ? i : 0, 1)[0];
-  if (w) {
-    w.removeAllListeners('error');
-    w.removeAllListeners('message');
-    return { worker: w, booted: ready.has(w) };
-  }
-  return { worker: new Worker(file), booted: false };
-}
+const newWorker = (file: string): Worker => new Worker(file);
 
 export interface CodecPoolOptions {
   /** Start the workers now (they boot while the caller does other work) rather than on first use. */
@@ -92,8 +50,8 @@ export function createCodecPool(
   let local = 0;
 
   const spawnWorker = (): { worker: Worker; busy: number; booted: boolean } => {
-    const { worker, booted } = takeWorker(file);
-    const slot = { worker, busy: 0, booted };
+    const worker = newWorker(file);
+    const slot = { worker, busy: 0, booted: false };
     worker.on('message', (msg: { id?: number; ready?: boolean; result: CodecResult }) => {
       if (msg.id === undefined) {
         slot.booted = true; // { ready: true }
@@ -178,7 +136,7 @@ export function createStreamHasher(): StreamHasher {
       close: () => Promise.resolve(),
     };
   }
-  const { worker } = takeWorker(file);
+  const worker = newWorker(file);
   const pending = new Map<number, Pending<{ digests?: string[] }>>();
   let nextId = 1;
   let failed: Error | undefined;

@@ -102,9 +102,6 @@ function addGlobalOptions(cmd: Command): void {
     .option('--no-color', 'no colors (also with NO_COLOR)');
 }
 
-/** Commands that decompress or compress archives: their codec workers start before anything loads. */
-const CODEC_COMMANDS = new Set(['deploy', 'pack']);
-
 /**
  * Runs the CLI on `argv` (node's: the program and the script first) and sets `process.exitCode`.
  * Never exits the process. The entry point is `bin.ts`; the bundled CLI calls this from the
@@ -112,15 +109,6 @@ const CODEC_COMMANDS = new Set(['deploy', 'pack']);
  */
 export async function runCli(argv: string[] = process.argv): Promise<void> {
   const args = argv.slice(2);
-  const word = commandWord(args);
-  if (
-    word !== undefined &&
-    CODEC_COMMANDS.has(word) &&
-    !args.some((a) => a === '--help' || a === '-h' || a === '--dry-run')
-  ) {
-    // The workers boot on the other core while this thread loads the command's modules.
-    (await import('../archive/pool.js')).prestartCodecWorkers();
-  }
   const program = await buildProgram(args);
   try {
     await program.parseAsync(argv);

@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { framesOfFiles, readArchive, readArchiveFiles } from '../archive/reader.js';
 import { createExtractSink, directIoEnabled } from '../archive/extract.js';
 import { runCodecTask } from '../archive/codec-task.js';
-import { createCodecPool, hasReadySpareWorkers, type CodecPool } from '../archive/pool.js';
+import { createCodecPool, type CodecPool } from '../archive/pool.js';
 import { DeployToolError, errnoCode, fsError } from '../core/errors.js';
 import type { Reporter } from '../core/events.js';
 import { fsyncDir } from '../core/fs-atomic.js';
@@ -219,15 +219,12 @@ const POOL_MIN_BYTES = 32 * 1024 * 1024;
 
 /**
  * The codec pool for staging these components: worker threads (started now, so that they boot
- * while the release folder is prepared) when there is much to decompress or when prestarted
- * workers wait, else the calling thread.
+ * while the release folder is prepared) when there is much to decompress, else the calling thread.
  */
 export function deployPool(components: PlannedComponent[]): CodecPool {
   let bytes = 0;
   for (const c of components) if (c.action === 'extract') bytes += framesBytes(c) ?? c.archiveBytes;
-  // Workers the CLI prestarted and that have booted cost nothing more, even for a small extraction.
-  if (bytes < POOL_MIN_BYTES && !hasReadySpareWorkers())
-    return { run: runCodecTask, size: 1, close: () => Promise.resolve() };
+  if (bytes < POOL_MIN_BYTES) return { run: runCodecTask, size: 1, close: () => Promise.resolve() };
   return createCodecPool(undefined, { prestart: true });
 }
 
