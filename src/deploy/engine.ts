@@ -48,7 +48,7 @@ import {
   type TargetRelease,
 } from './layout.js';
 import type { LoadedComponent, ReleaseSource } from './source.js';
-import { readState, rollbackTarget, type StateComponent, type TargetState } from './state.js';
+import { rollbackTarget, type StateComponent, type TargetState } from './state.js';
 
 export interface PlannedComponent {
   type: string;
@@ -226,27 +226,6 @@ export function deployPool(components: PlannedComponent[]): CodecPool {
   for (const c of components) if (c.action === 'extract') bytes += framesBytes(c) ?? c.archiveBytes;
   if (bytes < POOL_MIN_BYTES) return { run: runCodecTask, size: 1, close: () => Promise.resolve() };
   return createCodecPool(undefined, { prestart: true });
-}
-
-/**
- * Codec workers started before the lock is taken (they boot while the session opens), when the
- * target's state, read without the lock, suggests a large extraction: none of these components'
- * versions is kept there whole. undefined otherwise (the plan under the lock then picks the pool).
- */
-export async function earlyPool(
-  t: TargetPaths,
-  components: PlannedComponent[],
-): Promise<CodecPool | undefined> {
-  let state: TargetState;
-  try {
-    state = await readState(t.state);
-  } catch {
-    return undefined;
-  }
-  let bytes = 0;
-  for (const c of components)
-    if (!(await findReusable(t, state, c).catch(() => null))) bytes += c.archiveBytes;
-  return bytes >= POOL_MIN_BYTES ? createCodecPool(undefined, { prestart: true }) : undefined;
 }
 
 /** Compressed bytes of the frames a partial extraction reads (undefined: the whole archive). */

@@ -14,7 +14,6 @@ import { parseComponentRef, validateVersion } from '../core/validate.js';
 import {
   applyRetention,
   deployPool,
-  earlyPool,
   findReusable,
   framesBytes,
   planFileReuse,
@@ -474,22 +473,14 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
   const preCurrent = (await readCurrent(t).catch(() => null)) ?? null;
   const selectiveFromCurrent = !o.release && (o.components?.length ?? 0) > 0;
   let w = selectiveFromCurrent ? undefined : await wanted(o, source, t, preCurrent);
-  // Workers for a large extraction boot while the session opens (closed in every case below).
-  const early = w ? await earlyPool(t, w.components) : undefined;
 
-  let s: Awaited<ReturnType<typeof openSession>>;
-  try {
-    s = await openSession({
-      root,
-      command: o.command ?? 'deploy',
-      wait: o.wait,
-      onWarning: o.onWarning,
-      onLog: log,
-    });
-  } catch (err) {
-    await early?.close();
-    throw err;
-  }
+  const s = await openSession({
+    root,
+    command: o.command ?? 'deploy',
+    wait: o.wait,
+    onWarning: o.onWarning,
+    onLog: log,
+  });
   const { state } = s;
   let entry: ReturnType<typeof startHistory> | undefined;
   let stagedName: string | undefined;
@@ -523,7 +514,7 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
     entry = startHistory(state, 'deploy', w.release, comps);
     if (!existing) {
       const { release, base } = w;
-      const pool = early ?? deployPool(w.components);
+      const pool = deployPool(w.components);
       let staging: string;
       try {
         staging = await stageRelease({
@@ -608,7 +599,6 @@ export async function deploy(o: DeployOptions): Promise<DeployResult> {
     }
     throw err;
   } finally {
-    await early?.close();
     await s.close();
   }
 }
