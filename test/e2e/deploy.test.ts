@@ -63,7 +63,27 @@ async function probeChattr(): Promise<boolean> {
   }
   return (await runCmd('chattr', ['-i', dir])) === 0 && blocked;
 }
+/**
+ * A small ext4 file system in a loop-mounted image (root, loop devices, mkfs.ext4): unlike tmpfs it
+ * takes direct I/O, so a full disk is met by the direct writes of large files. The mount point, or
+ * undefined when that is not possible here (the probe's own image is unmounted again).
+ */
+async function mountExt4(sizeMiB: number): Promise<string | undefined> {
+  const dir = await tempDir('ext4-');
+  const img = join(dir, 'fs.img');
+  const mnt = join(dir, 'mnt');
+  await mkdir(mnt);
+  if ((await runCmd('truncate', ['-s', `${sizeMiB}M`, img])) !== 0) return undefined;
+  if ((await runCmd('mkfs.ext4', ['-q', '-F', img])) !== 0) return undefined;
+  if ((await runCmd('mount', ['-o', 'loop', img, mnt])) !== 0) return undefined;
+  return mnt;
+}
+async function probeExt4(): Promise<boolean> {
+  const mnt = await mountExt4(4);
+  return mnt !== undefined && (await runCmd('umount', [mnt])) === 0;
+}
 const canMountTmpfs = await probeTmpfs();
+const canMountExt4 = await probeExt4();
 const canChattr = await probeChattr();
 /** Appended to the name of a test that is skipped, so the report says why. */
 const skipNote = (runs: boolean, why: string): string => (runs ? '' : ` [skipped: ${why}]`);
@@ -934,6 +954,39 @@ describe('bad input: a clear error and the current release untouched', () => {
           'config-1.0.0',
           'config-1.0.0+config-1.1.0',
         ]);
+      } finally {
+        await runCmd('umount', [mnt]);
+      }
+    },
+  );
+
+  it.skipIf(!canMountExt4)(
+    `disk full during direct writes (3 MiB ext4 image): ERR_NO_SPACE, current kept${skipNote(canMountExt4, 'no loop-mounted ext4 image here (needs root, a loop device and mkfs.ext4)')}`,
+    async () => {
+      const mnt = await mountExt4(3);
+      expect(mnt).toBeDefined();
+      if (!mnt) return;
+      try {
+        const small = await json([
+          'deploy',
+          '--component',
+          'config:1.0.0',
+          '--target',
+          mnt,
+          '--releases-dir',
+          rel,
+        ]);
+        expect(small.code, JSON.stringify(small.json)).toBe(0);
+        // A weights file of 2 MiB and more: written with direct I/O (ext4 takes it) until the disk is full.
+        const r = await json(['deploy', '--release', '2024.01.20', '--target', mnt, '--releases-dir', rel]);
+        expect(r.code).toBe(1);
+        expect(r.json.error.code).toBe('ERR_NO_SPACE');
+        expect(r.json.error.message).toContain(mnt);
+        expect(r.json.error.hint).toContain('Free some disk space');
+        expect(await readlink(join(mnt, 'current'))).toBe('releases/config-1.0.0');
+        expect(await readFile(join(mnt, 'config', 'settings.yaml'), 'utf8')).toBe('threshold: 0.5\n');
+        expect((await run(['verify', '--target', mnt])).code).toBe(0);
+        expect(await readdir(join(mnt, '.deploy-tool', 'staging'))).toEqual([]);
       } finally {
         await runCmd('umount', [mnt]);
       }
