@@ -2,11 +2,18 @@
 /**
  * Records dist/bin/cli.cache, the V8 code cache of dist/bin/cli.cjs (see src/cli/launch.ts): loads
  * the bundle, runs the everyday commands once in a temporary project (init, pack, publish, deploy,
- * a config-only redeploy, version list|switch|rollback, verify, status, the lists), then saves the
- * cache, which then holds every function those commands compiled. Called by scripts/bundle.mjs;
- * output goes to stdout (ignored there), failures to stderr with a non-zero exit.
+ * a config-only redeploy, version list|switch|rollback, verify, status, the lists, and publish and
+ * deploy with --method s3), then saves the cache, which then holds every function those commands
+ * compiled. Called by scripts/bundle.mjs; output goes to stdout (ignored there), failures to stderr
+ * with a non-zero exit.
+ *
+ * The S3 commands run against `warmupS3` below: a few lines of object store on loopback, in this
+ * process, that keeps objects in memory. It exists only so that the S3 SDK's code (client, signing,
+ * requests, responses) is compiled into the cache; it checks nothing and proves nothing (the S3
+ * tests run against Ceph).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -29,6 +36,68 @@ const files = {
 };
 const cwd = process.cwd();
 const failures = [];
+
+/** Path-style HEAD/GET (with Range)/PUT (If-None-Match: *, If-Match)/DELETE of objects in memory. */
+async function warmupS3() {
+  const objects = new Map();
+  const server = createServer((req, res) => {
+    const body = [];
+    req.on('data', (d) => body.push(d));
+    req.on('end', () => {
+      const key = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+      const bucketOnly = key.split('/').filter(Boolean).length < 2;
+      const have = objects.get(key);
+      const missing = () => {
+        res.writeHead(404, { 'content-type': 'application/xml' });
+        res.end(
+          req.method === 'HEAD' ? undefined : '<Error><Code>NoSuchKey</Code><Message>none</Message></Error>',
+        );
+      };
+      if (req.method === 'HEAD' && bucketOnly) return res.writeHead(200).end();
+      if (req.method === 'PUT') {
+        if (
+          (req.headers['if-none-match'] === '*' && have) ||
+          (req.headers['if-match'] &&
+            req.headers['if-match'].replaceAll('"', '') !== have?.etag.replaceAll('"', ''))
+        ) {
+          res.writeHead(412, { 'content-type': 'application/xml' });
+          return res.end('<Error><Code>PreconditionFailed</Code><Message>no</Message></Error>');
+        }
+        const data = Buffer.concat(body);
+        const etag = `"${createHash('md5').update(data).digest('hex')}"`;
+        objects.set(key, { data, etag });
+        return res.writeHead(200, { etag }).end();
+      }
+      if (req.method === 'DELETE') {
+        objects.delete(key);
+        return res.writeHead(204).end();
+      }
+      if (!have) return missing();
+      const headers = {
+        etag: have.etag,
+        'last-modified': new Date(0).toUTCString(),
+        'accept-ranges': 'bytes',
+      };
+      const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+      if (range) {
+        const start = Number(range[1]);
+        const end = Math.min(have.data.length - 1, range[2] ? Number(range[2]) : have.data.length - 1);
+        const part = have.data.subarray(start, end + 1);
+        res.writeHead(206, {
+          ...headers,
+          'content-length': part.length,
+          'content-range': `bytes ${start}-${end}/${have.data.length}`,
+        });
+        return res.end(req.method === 'HEAD' ? undefined : part);
+      }
+      res.writeHead(200, { ...headers, 'content-length': have.data.length });
+      res.end(req.method === 'HEAD' ? undefined : have.data);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { endpoint: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
+}
+
 async function run(...args) {
   process.exitCode = 0;
   await cli.runCli([process.execPath, 'deploy-tool', ...args]);
@@ -62,6 +131,48 @@ try {
   await run('verify', '--target', target);
   await run('status', '--target', target, '--json');
   await run('deploy', '--help');
+  const s3 = await warmupS3();
+  const env = { ...process.env };
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: 'WARMUP',
+    AWS_SECRET_ACCESS_KEY: 'warmup-not-a-secret',
+    AWS_REGION: 'us-east-1',
+    AWS_CONFIG_FILE: join(work, 'no-aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: join(work, 'no-aws-credentials'),
+  });
+  try {
+    const s3Flags = ['--method', 's3', '--bucket', 'warmup', '--endpoint', s3.endpoint];
+    await run(
+      'publish',
+      ...c('model:1.0.0', 'config:1.0.0', 'runtime:1.0.0'),
+      '--release-version',
+      's1',
+      ...s3Flags,
+    );
+    await run(
+      'publish',
+      ...c('model:1.0.0', 'config:1.0.1', 'runtime:1.0.0'),
+      '--release-version',
+      's2',
+      ...s3Flags,
+    );
+    const s3Target = join(work, 's3-target');
+    const cacheDir = join(work, 's3-cache');
+    await run('deploy', '--release', 's1', '--target', s3Target, '--cache-dir', cacheDir, ...s3Flags);
+    await run(
+      'deploy',
+      '--release',
+      's2',
+      '--target',
+      s3Target,
+      '--cache-dir',
+      join(work, 's3-cache-2'),
+      ...s3Flags,
+    );
+  } finally {
+    process.env = env;
+    s3.close();
+  }
   const tmp = `${cacheFile}.tmp-${process.pid}`;
   writeFileSync(tmp, cli.createCachedData());
   renameSync(tmp, cacheFile);
