@@ -915,6 +915,33 @@ describe('bad input: a clear error and the current release untouched', () => {
     expect(await exists(join(dir, '.deploy-tool', 'lock'))).toBe(false);
   });
 
+  /**
+   * On a small file system at `mnt`: a config-only release deploys, the full release fails with
+   * ERR_NO_SPACE naming the target, and the config release stays current, intact, with nothing left
+   * in staging.
+   */
+  async function expectNoSpaceKeepsCurrent(mnt: string): Promise<void> {
+    const small = await json([
+      'deploy',
+      '--component',
+      'config:1.0.0',
+      '--target',
+      mnt,
+      '--releases-dir',
+      rel,
+    ]);
+    expect(small.code, JSON.stringify(small.json)).toBe(0);
+    const r = await json(['deploy', '--release', '2024.01.20', '--target', mnt, '--releases-dir', rel]);
+    expect(r.code).toBe(1);
+    expect(r.json.error.code).toBe('ERR_NO_SPACE');
+    expect(r.json.error.message).toContain(mnt);
+    expect(r.json.error.hint).toContain('Free some disk space');
+    expect(await readlink(join(mnt, 'current'))).toBe('releases/config-1.0.0');
+    expect(await readFile(join(mnt, 'config', 'settings.yaml'), 'utf8')).toBe('threshold: 0.5\n');
+    expect((await run(['verify', '--target', mnt])).code).toBe(0);
+    expect(await readdir(join(mnt, '.deploy-tool', 'staging'))).toEqual([]);
+  }
+
   it.skipIf(!canMountTmpfs)(
     `disk full (1 MiB tmpfs): ERR_NO_SPACE, current kept, leftovers cleaned by the next deploy${skipNote(canMountTmpfs, 'mount -t tmpfs is not permitted here')}`,
     async () => {
@@ -922,24 +949,7 @@ describe('bad input: a clear error and the current release untouched', () => {
       await mkdir(mnt);
       expect(await runCmd('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt])).toBe(0);
       try {
-        const small = await json([
-          'deploy',
-          '--component',
-          'config:1.0.0',
-          '--target',
-          mnt,
-          '--releases-dir',
-          rel,
-        ]);
-        expect(small.code, JSON.stringify(small.json)).toBe(0);
-        const r = await json(['deploy', '--release', '2024.01.20', '--target', mnt, '--releases-dir', rel]);
-        expect(r.code).toBe(1);
-        expect(r.json.error.code).toBe('ERR_NO_SPACE');
-        expect(r.json.error.hint).toContain('Free some disk space');
-        expect(await readlink(join(mnt, 'current'))).toBe('releases/config-1.0.0');
-        expect(await readFile(join(mnt, 'config', 'settings.yaml'), 'utf8')).toBe('threshold: 0.5\n');
-        expect((await run(['verify', '--target', mnt])).code).toBe(0);
-        expect(await readdir(join(mnt, '.deploy-tool', 'staging'))).toEqual([]);
+        await expectNoSpaceKeepsCurrent(mnt);
         const next = await json([
           'deploy',
           '--component',
@@ -967,26 +977,8 @@ describe('bad input: a clear error and the current release untouched', () => {
       expect(mnt).toBeDefined();
       if (!mnt) return;
       try {
-        const small = await json([
-          'deploy',
-          '--component',
-          'config:1.0.0',
-          '--target',
-          mnt,
-          '--releases-dir',
-          rel,
-        ]);
-        expect(small.code, JSON.stringify(small.json)).toBe(0);
         // A weights file of 2 MiB and more: written with direct I/O (ext4 takes it) until the disk is full.
-        const r = await json(['deploy', '--release', '2024.01.20', '--target', mnt, '--releases-dir', rel]);
-        expect(r.code).toBe(1);
-        expect(r.json.error.code).toBe('ERR_NO_SPACE');
-        expect(r.json.error.message).toContain(mnt);
-        expect(r.json.error.hint).toContain('Free some disk space');
-        expect(await readlink(join(mnt, 'current'))).toBe('releases/config-1.0.0');
-        expect(await readFile(join(mnt, 'config', 'settings.yaml'), 'utf8')).toBe('threshold: 0.5\n');
-        expect((await run(['verify', '--target', mnt])).code).toBe(0);
-        expect(await readdir(join(mnt, '.deploy-tool', 'staging'))).toEqual([]);
+        await expectNoSpaceKeepsCurrent(mnt);
       } finally {
         await runCmd('umount', [mnt]);
       }
