@@ -142,33 +142,30 @@ try {
   });
   try {
     const s3Flags = ['--method', 's3', '--bucket', 'warmup', '--endpoint', s3.endpoint];
-    await run(
-      'publish',
-      ...c('model:1.0.0', 'config:1.0.0', 'runtime:1.0.0'),
-      '--release-version',
-      's1',
-      ...s3Flags,
-    );
-    await run(
-      'publish',
-      ...c('model:1.0.0', 'config:1.0.1', 'runtime:1.0.0'),
-      '--release-version',
-      's2',
-      ...s3Flags,
-    );
-    const s3Target = join(work, 's3-target');
-    const cacheDir = join(work, 's3-cache');
-    await run('deploy', '--release', 's1', '--target', s3Target, '--cache-dir', cacheDir, ...s3Flags);
-    await run(
-      'deploy',
-      '--release',
-      's2',
-      '--target',
-      s3Target,
-      '--cache-dir',
-      join(work, 's3-cache-2'),
-      ...s3Flags,
-    );
+    for (const [release, config] of [
+      ['s1', 'config:1.0.0'],
+      ['s2', 'config:1.0.1'],
+    ]) {
+      await run(
+        'publish',
+        ...c('model:1.0.0', config, 'runtime:1.0.0'),
+        '--release-version',
+        release,
+        ...s3Flags,
+      );
+      // A new cache for each: the second deploy downloads too (and reuses the kept model).
+      const cacheDir = join(work, `s3-cache-${release}`);
+      await run(
+        'deploy',
+        '--release',
+        release,
+        '--target',
+        join(work, 's3-target'),
+        '--cache-dir',
+        cacheDir,
+        ...s3Flags,
+      );
+    }
   } finally {
     process.env = env;
     s3.close();

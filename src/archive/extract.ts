@@ -118,7 +118,7 @@ async function writeAll(fh: FileHandle, chunk: Buffer, pos: number): Promise<voi
  * Whether deploys write large extracted files with direct I/O: yes unless `DEPLOY_TOOL_DIRECT_IO`
  * is `0`, `off`, `false` or `no`. Measured on these VMs, 512 MiB interleaved with the page-cache
  * path: direct writes cost about 1 s less CPU (no copy into the page cache, no writeback work, no
- * first touch of memory the host had reclaimed), ran in 0.86-0.95 s against 0.87-1.88 s through the
+ * first touch of memory the host had reclaimed), ran in 0.82-0.93 s against 0.87-1.88 s through the
  * page cache on a fast disk, and 1.05 s against 1.53 s on another. On a slow disk (about 200-350
  * MB/s) the page cache was faster once (2.45 s against 3.3 s). The likely cause: the 4 direct writes
  * then in flight held every thread of libuv's pool, so the reads of the archive waited behind them.
@@ -169,21 +169,23 @@ export function createExtractSink(root: string, options: ExtractSinkOptions = {}
     syncError ??= fsError(err, path, 'write') as Error;
   };
   /**
-   * Writes buf[0, len) at `pos` of `c` with direct I/O, in the background. If the kernel refuses
-   * (EINVAL: this filesystem or range does not allow it), that piece and the rest of the file go
-   * through the page cache; any other error is kept for end() and flush().
+   * Writes `data` at `pos` of `c` with direct I/O. If the kernel refuses (EINVAL: this filesystem,
+   * range or memory does not allow it; or any other error), that piece and the rest of the file go
+   * through the page cache, where a lasting error (ENOSPC, EIO) fails again and is thrown.
+   * settleDirect() closes the direct handle.
    */
+  const writeDirect = (c: OpenFile, d: FileHandle, data: Buffer, pos: number): Promise<void> =>
+    writeAll(d, data, pos).catch(async () => {
+      if (c.direct === d) c.direct = undefined;
+      await writeAll(c.fh, data, pos);
+      c.unsynced += data.length;
+    });
+  /** writeDirect of buf[0, len) in the background; an error is kept for end() and flush(). */
   const queueDirect = (c: OpenFile, buf: Buffer, len: number, pos: number): void => {
     const d = c.direct;
     if (!d) return;
     const abs = join(root, c.entry.path);
-    const w = writeAll(d, buf.subarray(0, len), pos)
-      .catch(async () => {
-        // Later pieces go through the page cache; settleDirect() closes the direct handle.
-        c.direct = undefined;
-        await writeAll(c.fh, buf.subarray(0, len), pos);
-        c.unsynced += len;
-      })
+    const w = writeDirect(c, d, buf.subarray(0, len), pos)
       .catch((err: unknown) => keepError(err, abs))
       .finally(() => {
         c.writing.delete(w);
@@ -272,16 +274,9 @@ export function createExtractSink(root: string, options: ExtractSinkOptions = {}
             // Written straight from the caller's memory (the slots of readArchive are page-aligned),
             // which stays as it is until this promise resolves: no copy, and the caller hashes the
             // piece while the disk writes it.
-            const d = c.direct;
             const at = c.pos;
             c.pos += n;
-            await writeAll(d, chunk.subarray(0, n), at).catch(async () => {
-              // Refused (EINVAL, such as memory the kernel finds misaligned): this piece and the
-              // rest of the file through the page cache.
-              if (c.direct === d) c.direct = undefined;
-              await writeAll(c.fh, chunk.subarray(0, n), at);
-              c.unsynced += n;
-            });
+            await writeDirect(c, c.direct, chunk.subarray(0, n), at);
           } else {
             for (let off = 0; off < n;) {
               const len = Math.min(DIRECT_PART, n - off);

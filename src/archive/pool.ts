@@ -23,12 +23,6 @@ export interface CodecPool {
 
 const workerFile = (): string => fileURLToPath(new URL('./codec-worker.js', import.meta.url));
 
-/**
- * A new codec worker. It says `{ ready: true }` once booted (tens of ms, the zstd addon loaded);
- * until then a pool runs one task on the calling thread (see run below).
- */
-const newWorker = (file: string): Worker => new Worker(file);
-
 export interface CodecPoolOptions {
   /** Start the workers now (they boot while the caller does other work) rather than on first use. */
   prestart?: boolean;
@@ -46,11 +40,13 @@ export function createCodecPool(
   const pending = new Map<number, Pending>();
   let nextId = 1;
   let closed = false;
-  /** Tasks running on this thread while no worker has booted yet (one at a time). */
-  let local = 0;
+  /** A task runs on this thread (while no worker has booted yet). */
+  let local = false;
 
   const spawnWorker = (): { worker: Worker; busy: number; booted: boolean } => {
-    const worker = newWorker(file);
+    // It says `{ ready: true }` once booted (tens of ms, the zstd addon loaded); until then the
+    // pool runs one task on this thread (see run below).
+    const worker = new Worker(file);
     const slot = { worker, busy: 0, booted: false };
     worker.on('message', (msg: { id?: number; ready?: boolean; result: CodecResult }) => {
       if (msg.id === undefined) {
@@ -82,9 +78,9 @@ export function createCodecPool(
       if (workers.length < size) workers.push(spawnWorker());
       // Until a worker has booted (tens of ms, the zstd addon loaded), this thread would only wait
       // for it: it runs one task itself meanwhile (the first frame of a deploy or a pack).
-      if (local === 0 && !workers.some((w) => w.booted)) {
-        local++;
-        return runCodecTask(task).finally(() => local--);
+      if (!local && !workers.some((w) => w.booted)) {
+        local = true;
+        return runCodecTask(task).finally(() => (local = false));
       }
       const slot = workers.reduce((a, b) => (b.busy < a.busy ? b : a));
       slot.busy++;
@@ -136,7 +132,7 @@ export function createStreamHasher(): StreamHasher {
       close: () => Promise.resolve(),
     };
   }
-  const worker = newWorker(file);
+  const worker = new Worker(file);
   const pending = new Map<number, Pending<{ digests?: string[] }>>();
   let nextId = 1;
   let failed: Error | undefined;
