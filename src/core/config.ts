@@ -1,7 +1,13 @@
-import { readFile } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import * as z from 'zod';
+import { userCacheDir } from './cache-dir.js';
 import { DeployToolError, errnoCode } from './errors.js';
+import { writeFileAtomic } from './fs-atomic.js';
+import { sha256Hex } from './hash.js';
 import { toolVersion } from './version.js';
 
 export const CONFIG_FILE = '.deploy-tool.yaml';
@@ -169,6 +175,14 @@ export interface LoadedConfig {
 
 /** Parses and validates the text of a `.deploy-tool.yaml`. `where` names the file in errors. */
 export function parseConfig(text: string, where: string): LoadedConfig {
+  const { config, unknown } = parseConfigText(text, where);
+  return { config, warnings: unknownKeyWarnings(unknown, where) };
+}
+
+const unknownKeyWarnings = (keys: string[], where: string): string[] =>
+  keys.map((k) => `${where}: unknown key "${k}" ignored`);
+
+function parseConfigText(text: string, where: string): { config: ProjectConfig; unknown: string[] } {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
     const first = doc.errors[0];
@@ -221,11 +235,100 @@ export function parseConfig(text: string, where: string): LoadedConfig {
       hint: `See docs/formats.md for the fields of ${CONFIG_FILE} (schema_version ${CONFIG_SCHEMA_VERSION}).`,
     });
   }
-  const warnings = unknownKeys(raw, configSchema).map((k) => `${where}: unknown key "${k}" ignored`);
-  return { config: result.data, warnings };
+  return { config: result.data, unknown: unknownKeys(raw, configSchema) };
 }
 
-export async function loadConfig(path: string): Promise<LoadedConfig> {
+/**
+ * The parsed-config cache: every command starts by reading `.deploy-tool.yaml`, and parsing YAML
+ * and checking the schema in a fresh process costs about 10 ms, a fifth of a config-only
+ * redeploy. A config that parsed and validated is kept as JSON under
+ * `<user cache>/parsed/config-<sha256 of the text>.json` with the build of deploy-tool that
+ * checked it (codeStamp); the next run with the same text and the same build reads that instead.
+ * Any other text, build or an unreadable entry means a full parse (and a new entry); files that fail are never
+ * kept, so their errors show on every run. The cache is only ever an optimization: a failure to
+ * read or write it is ignored. DEPLOY_TOOL_CONFIG_CACHE=0 turns it off. Format: docs/formats.md.
+ */
+export const PARSED_CONFIG_KIND = 'deploy-tool/parsed-config';
+export const PARSED_CONFIG_SCHEMA_VERSION = 1;
+/** Entries kept in `parsed/` (each a few hundred bytes); past it, the oldest are removed. */
+export const PARSED_CONFIG_MAX_ENTRIES = 64;
+
+interface ParsedConfigEntry {
+  schemaVersion: number;
+  kind: string;
+  tool: string;
+  configSchemaVersion: number;
+  sha256: string;
+  config: ProjectConfig;
+  unknownKeys: string[];
+}
+
+export interface LoadConfigOptions {
+  /** Folder of the parsed-config cache (default: `parsed` in userCacheDir()); false: no cache. */
+  cacheDir?: string | false | undefined;
+  env?: NodeJS.ProcessEnv | undefined;
+}
+
+let stamp: string | undefined;
+/**
+ * The build that parses: the tool's version and the size and modification time of the code file
+ * this function runs from (the CLI bundle, dist/core/config.js, or this source under tests), so a
+ * rebuilt or edited deploy-tool never trusts what an older one checked.
+ */
+export function codeStamp(): string {
+  if (stamp) return stamp;
+  let code = 'unknown';
+  try {
+    const st = statSync(fileURLToPath(import.meta.url));
+    code = `${st.size}-${Math.trunc(st.mtimeMs)}`;
+  } catch {
+    // No file to stat (an unusual loader): the version alone.
+  }
+  stamp = `${toolVersion()}+${code}`;
+  return stamp;
+}
+
+export function parsedConfigCacheDir(o: LoadConfigOptions = {}): string | undefined {
+  const env = o.env ?? process.env;
+  if (o.cacheDir === false || env.DEPLOY_TOOL_CONFIG_CACHE === '0') return undefined;
+  return o.cacheDir ?? join(userCacheDir(env), 'parsed');
+}
+
+async function readParsedConfig(file: string, sha256: string): Promise<ParsedConfigEntry | undefined> {
+  try {
+    const e = JSON.parse(await readFile(file, 'utf8')) as Partial<ParsedConfigEntry> | null;
+    const ok =
+      e?.schemaVersion === PARSED_CONFIG_SCHEMA_VERSION &&
+      e.kind === PARSED_CONFIG_KIND &&
+      e.tool === codeStamp() &&
+      e.configSchemaVersion === CONFIG_SCHEMA_VERSION &&
+      e.sha256 === sha256 &&
+      typeof e.config === 'object' &&
+      e.config !== null &&
+      Array.isArray(e.unknownKeys);
+    return ok ? (e as ParsedConfigEntry) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function writeParsedConfig(dir: string, file: string, entry: ParsedConfigEntry): Promise<void> {
+  try {
+    await writeFileAtomic(file, `${JSON.stringify(entry)}\n`);
+    const names = (await readdir(dir)).filter((n) => /^config-[0-9a-f]{64}\.json$/.test(n));
+    if (names.length <= PARSED_CONFIG_MAX_ENTRIES) return;
+    const aged = await Promise.all(
+      names.map(async (n) => ({ n, t: (await stat(join(dir, n)).catch(() => undefined))?.mtimeMs ?? 0 })),
+    );
+    aged.sort((a, b) => a.t - b.t);
+    for (const { n } of aged.slice(0, names.length - PARSED_CONFIG_MAX_ENTRIES))
+      await rm(join(dir, n), { force: true });
+  } catch {
+    // Only an optimization: a read-only or full cache folder means parsing next time too.
+  }
+}
+
+export async function loadConfig(path: string, options: LoadConfigOptions = {}): Promise<LoadedConfig> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -237,7 +340,23 @@ export async function loadConfig(path: string): Promise<LoadedConfig> {
     }
     throw err;
   }
-  return parseConfig(text, path);
+  const dir = parsedConfigCacheDir(options);
+  if (dir === undefined) return parseConfig(text, path);
+  const sha256 = sha256Hex(text);
+  const file = join(dir, `config-${sha256}.json`);
+  const hit = await readParsedConfig(file, sha256);
+  if (hit) return { config: hit.config, warnings: unknownKeyWarnings(hit.unknownKeys, path) };
+  const { config, unknown } = parseConfigText(text, path);
+  await writeParsedConfig(dir, file, {
+    schemaVersion: PARSED_CONFIG_SCHEMA_VERSION,
+    kind: PARSED_CONFIG_KIND,
+    tool: codeStamp(),
+    configSchemaVersion: CONFIG_SCHEMA_VERSION,
+    sha256,
+    config,
+    unknownKeys: unknown,
+  });
+  return { config, warnings: unknownKeyWarnings(unknown, path) };
 }
 
 export function renderInitialConfig(name: string, type: string): string {

@@ -7,8 +7,8 @@
  * Folder: see openConfiguredCache.
  */
 import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { userCacheDir } from '../core/cache-dir.js';
 import type { ProjectConfig } from '../core/config.js';
 import { DeployToolError, errnoCode } from '../core/errors.js';
 import { writeFileAtomic } from '../core/fs-atomic.js';
@@ -18,11 +18,7 @@ export const PARTIAL_GRACE_MS = 10 * 60 * 1000;
 
 export const DEFAULT_CACHE_MAX = 10 * 1000 * 1000 * 1000;
 
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.DEPLOY_TOOL_CACHE_DIR) return env.DEPLOY_TOOL_CACHE_DIR;
-  const base = env.XDG_CACHE_HOME || join(homedir(), '.cache');
-  return join(base, 'deploy-tool');
-}
+export const defaultCacheDir = userCacheDir;
 
 /** "10GB", "512 MiB", "2g", 1000 -> bytes. */
 export function parseSize(v: string | number, what = 'size'): number {
@@ -273,7 +269,9 @@ export function openCache(
     prune,
     async clear() {
       const all = await files();
-      for (const d of [chunks, partial, recipes]) await rm(d, { recursive: true, force: true });
+      // parsed/: the parsed-config cache (src/core/config.ts) when this is the user cache folder.
+      for (const d of [chunks, partial, recipes, join(dir, 'parsed')])
+        await rm(d, { recursive: true, force: true });
       return { removed: all.length, freedBytes: all.reduce((t, f) => t + f.size, 0) };
     },
   };

@@ -95,4 +95,20 @@ describe('download cache', () => {
     expect(c.maxBytes).toBe(2_000_000_000);
     expect(openConfiguredCache({ cwd: '/w' }, { XDG_CACHE_HOME: '/xdg' }).dir).toBe('/xdg/deploy-tool');
   });
+
+  it('clear empties the folder, parsed configs (src/core/config.ts) included, and keeps what is not ours', async () => {
+    const dir = await temp();
+    for (const f of [
+      `chunks/${hex('a')}`,
+      `recipes/${hex('b')}.json`,
+      `parsed/config-${hex('c')}.json`,
+      'notes.txt',
+    ]) {
+      await mkdir(join(dir, f, '..'), { recursive: true });
+      await writeFile(join(dir, f), 'x');
+    }
+    const r = await openCache({ dir }).clear();
+    expect(r.removed).toBe(2);
+    expect((await readdir(dir)).sort()).toEqual(['notes.txt']);
+  });
 });

@@ -1,9 +1,17 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CONFIG_SCHEMA_VERSION, parseConfig, renderInitialConfig } from '../../src/core/config.js';
+import {
+  CONFIG_SCHEMA_VERSION,
+  PARSED_CONFIG_MAX_ENTRIES,
+  loadConfig,
+  parseConfig,
+  parsedConfigCacheDir,
+  renderInitialConfig,
+} from '../../src/core/config.js';
 import { DeployToolError } from '../../src/core/errors.js';
+import { sha256Hex } from '../../src/core/hash.js';
 import {
   DEFAULT_EXCLUDES,
   analyseSource,
@@ -281,5 +289,113 @@ describe('package configurations (deployment/package-configs/TYPE.yaml)', () => 
     });
     await writeFile(join(src, 'images.zip'), Buffer.alloc(100000));
     expect(await analyseSource(src)).toMatchObject({ compression: 'zstd', level: 1, files: 2 });
+  });
+});
+
+describe('the parsed-config cache (loadConfig)', () => {
+  let dir: string;
+  let file: string;
+  let cache: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dt-cfgcache-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  let n = 0;
+  const fresh = async (text: string): Promise<void> => {
+    n++;
+    file = join(dir, `p${n}`, '.deploy-tool.yaml');
+    cache = join(dir, `cache${n}`);
+    await rm(join(dir, `p${n}`), { recursive: true, force: true });
+    await import('node:fs/promises').then((fs) => fs.mkdir(join(dir, `p${n}`), { recursive: true }));
+    await writeFile(file, text);
+  };
+  const entries = async (): Promise<string[]> => (await readdir(cache).catch(() => [])).sort();
+
+  it('keeps what parsed, and answers the next load of the same text from it', async () => {
+    await fresh(`${BASE}colour: blue\n`);
+    const first = await loadConfig(file, { cacheDir: cache });
+    expect(first.config.project.name).toBe('my-ml-project');
+    const [entry, ...more] = await entries();
+    expect(more).toEqual([]);
+    expect(entry).toMatch(/^config-[0-9a-f]{64}\.json$/);
+    const stored = JSON.parse(await readFile(join(cache, entry!), 'utf8'));
+    expect(stored).toMatchObject({
+      schemaVersion: 1,
+      kind: 'deploy-tool/parsed-config',
+      unknownKeys: ['colour'],
+    });
+    // The second load reads the entry, not the YAML: an entry edited in place shows through.
+    stored.config.project.name = 'from-the-cache';
+    await writeFile(join(cache, entry!), JSON.stringify(stored));
+    const second = await loadConfig(file, { cacheDir: cache });
+    expect(second.config.project.name).toBe('from-the-cache');
+    // Warnings name the file being loaded, on hits too.
+    expect(second.warnings).toEqual([`${file}: unknown key "colour" ignored`]);
+  });
+
+  it('parses again when the text changes, and never keeps a file that fails', async () => {
+    await fresh(BASE);
+    await loadConfig(file, { cacheDir: cache });
+    await writeFile(file, BASE.replace('my-ml-project', 'renamed'));
+    expect((await loadConfig(file, { cacheDir: cache })).config.project.name).toBe('renamed');
+    expect(await entries()).toHaveLength(2);
+    await writeFile(file, `${BASE}defaults:\n  compression: rar\n`);
+    for (let i = 0; i < 2; i++)
+      await refusedAsync(loadConfig(file, { cacheDir: cache }), 'ERR_CONFIG_INVALID');
+    await writeFile(file, `${BASE}aws_secret_access_key: abc\n`);
+    await refusedAsync(loadConfig(file, { cacheDir: cache }), 'ERR_CONFIG_SECRET');
+    expect(await entries()).toHaveLength(2);
+  });
+
+  it('ignores an entry that is damaged or from another build, and replaces it', async () => {
+    await fresh(BASE);
+    await loadConfig(file, { cacheDir: cache });
+    const [entry] = await entries();
+    const path = join(cache, entry!);
+    const good = await readFile(path, 'utf8');
+    for (const bad of [
+      '{"schemaVersion": 1, "kind": "deploy-tool/pars',
+      '',
+      good.replace(/"tool":"[^"]*"/, '"tool":"0.0.1+older"'),
+      good.replace(/"sha256":"[0-9a-f]*"/, `"sha256":"${'0'.repeat(64)}"`),
+      good.replace('"my-ml-project"', '"stale"').replace('"schemaVersion":1', '"schemaVersion":2'),
+    ]) {
+      await writeFile(path, bad);
+      const { config } = await loadConfig(file, { cacheDir: cache });
+      expect(config.project.name).toBe('my-ml-project');
+      expect(await readFile(path, 'utf8')).toBe(good);
+    }
+  });
+
+  it('is only an optimization: an unusable folder, or none, still loads', async () => {
+    await fresh(BASE);
+    await writeFile(cache, 'a file where the folder should be');
+    expect((await loadConfig(file, { cacheDir: cache })).config.project.name).toBe('my-ml-project');
+    cache = join(dir, 'never-made');
+    await loadConfig(file, { cacheDir: false });
+    await loadConfig(file, { env: { DEPLOY_TOOL_CONFIG_CACHE: '0' } });
+    expect(await entries()).toEqual([]);
+    expect(parsedConfigCacheDir({ env: { DEPLOY_TOOL_CACHE_DIR: '/var/cache/dt' } })).toBe(
+      '/var/cache/dt/parsed',
+    );
+    expect(parsedConfigCacheDir({ env: { XDG_CACHE_HOME: '/x' } })).toBe('/x/deploy-tool/parsed');
+    expect(parsedConfigCacheDir({ env: { DEPLOY_TOOL_CONFIG_CACHE: '0' } })).toBeUndefined();
+  });
+
+  it(`keeps at most ${PARSED_CONFIG_MAX_ENTRIES} entries, dropping the oldest`, async () => {
+    await fresh(BASE);
+    for (let i = 0; i < PARSED_CONFIG_MAX_ENTRIES + 6; i++) {
+      await writeFile(file, `${BASE}defaults:\n  keep: ${i + 1}\n`);
+      await loadConfig(file, { cacheDir: cache });
+    }
+    const names = await entries();
+    expect(names).toHaveLength(PARSED_CONFIG_MAX_ENTRIES);
+    const entryOf = (i: number): string => `config-${sha256Hex(`${BASE}defaults:\n  keep: ${i + 1}\n`)}.json`;
+    expect(names).not.toContain(entryOf(0));
+    expect(names).not.toContain(entryOf(5));
+    expect(names).toContain(entryOf(6));
+    expect(names).toContain(entryOf(PARSED_CONFIG_MAX_ENTRIES + 5));
   });
 });
