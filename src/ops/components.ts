@@ -1,4 +1,4 @@
-import { readFile, readdir } from 'node:fs/promises';
+import { access, readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DeployToolError, errnoCode } from '../core/errors.js';
 import type { Project } from '../core/project.js';
@@ -81,7 +81,7 @@ export async function listComponents(project: Project): Promise<ComponentListing
     const found = await readManifestFile(path);
     if (!found) continue;
     const m = found.manifest;
-    const archivePresent = await readFile(join(project.paths.dist, m.archive.name)).then(
+    const archivePresent = await access(join(project.paths.dist, m.archive.name)).then(
       () => true,
       () => false,
     );
@@ -97,6 +97,42 @@ export async function listComponents(project: Project): Promise<ComponentListing
       manifestPath: path,
       archivePresent,
     });
+  }
+  return out;
+}
+
+/**
+ * Manifests of other versions of `ref.type` in deployment/manifests/, the most recently written
+ * first, at most `limit` (files that cannot be read or parsed are skipped): what publishing to a
+ * bucket compares a new version with, so that the chunks it shares with them are not read again
+ * (store/bucket.ts, knownChunks).
+ */
+export async function earlierManifests(
+  project: Project,
+  ref: ComponentRef,
+  limit = 4,
+): Promise<ComponentManifest[]> {
+  const self = manifestFileName(ref);
+  let names: string[];
+  try {
+    names = (await readdir(project.paths.manifests)).filter(
+      (n) => n.startsWith(`${ref.type}-`) && n.endsWith('.manifest.json') && n !== self,
+    );
+  } catch {
+    return [];
+  }
+  const dated = await Promise.all(
+    names.map(async (n) => {
+      const path = join(project.paths.manifests, n);
+      return { path, t: (await stat(path).catch(() => undefined))?.mtimeMs ?? -1 };
+    }),
+  );
+  const out: ComponentManifest[] = [];
+  for (const { path } of dated.filter((d) => d.t >= 0).sort((a, b) => b.t - a.t)) {
+    if (out.length >= limit) break;
+    const found = await readManifestFile(path).catch(() => undefined);
+    if (found && found.manifest.type === ref.type && found.manifest.version !== ref.version)
+      out.push(found.manifest);
   }
   return out;
 }

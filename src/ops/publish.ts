@@ -17,7 +17,12 @@ import {
   type ReleaseManifest,
 } from '../manifest/release.js';
 import { createFilesystemStore } from '../store/drivers/filesystem.js';
-import { componentManifestPath, loadComponentManifest, manifestFileName } from './components.js';
+import {
+  componentManifestPath,
+  earlierManifests,
+  loadComponentManifest,
+  manifestFileName,
+} from './components.js';
 import { storedArchive, storedDigestView } from '../trust/encrypt.js';
 import { loadSecretKey, putSignature, readSignatureFile } from '../trust/sign.js';
 import { keyIdHex } from '../trust/keys.js';
@@ -213,7 +218,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     ? await publishRoutedComponents(
         checked.flatMap((c) => {
           const entry = entries.find((e) => e.type === c.ref.type);
-          return entry ? [{ ...c, entry }] : [];
+          return entry ? [{ ...c, entry, earlier: () => earlierManifests(project, c.ref) }] : [];
         }),
         routes,
         { config: project.config, baseDir: project.root },
@@ -482,6 +487,7 @@ async function publishRegistry(
         chunksUploaded: c.chunksUploaded,
         bytesUploaded: c.bytesUploaded,
         bytesReused: c.bytesReused,
+        bytesRead: c.bytesRead,
       })),
       bytesUploaded: r.bytesUploaded,
       bytesReused,

@@ -17,7 +17,7 @@ import { toolName } from '../core/version.js';
 import { serializeManifest } from '../manifest/component.js';
 import { RELEASE_SCHEMA_VERSION, type ReleaseComponent, type ReleaseManifest } from '../manifest/release.js';
 import { checkComponents, releaseComponentPaths } from '../ops/publish.js';
-import { componentManifestPath, manifestFileName } from '../ops/components.js';
+import { componentManifestPath, earlierManifests, manifestFileName } from '../ops/components.js';
 import { storedArchive } from '../trust/encrypt.js';
 import { keyIdHex, loadSecretKey } from '../trust/keys.js';
 import { readSignatureFile } from '../trust/sign.js';
@@ -74,6 +74,8 @@ export interface RegistryPublishResult {
     chunksUploaded: number;
     bytesUploaded: number;
     bytesReused: number;
+    /** Archive bytes read from dist/ (only the chunks the registry lacks when an earlier version names the rest). */
+    bytesRead: number;
     status: 'created' | 'unchanged';
   }[];
   bytesUploaded: number;
@@ -163,6 +165,7 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
         onLog: options.onLog,
         onProgress: options.onProgress,
         item: `${c.ref.type}:${c.ref.version}`,
+        earlier: () => earlierManifests(project, c.ref),
       });
       const uploaded = up.bytesUploaded > 0;
       bytesUploaded += up.bytesUploaded;
@@ -177,6 +180,7 @@ export async function publishToRegistry(options: RegistryPublishOptions): Promis
         chunksUploaded: up.chunksUploaded,
         bytesUploaded: up.bytesUploaded,
         bytesReused: up.bytesReused,
+        bytesRead: up.bytesRead,
         status: r.status === 'unchanged' ? 'unchanged' : 'created',
       });
       const p = releaseComponentPaths(c.ref, stored.name);

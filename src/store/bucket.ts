@@ -22,7 +22,7 @@ import type { ComponentManifest } from '../manifest/component.js';
 import { parseReleaseManifestText, type ReleaseComponent } from '../manifest/release.js';
 import { storedArchive } from '../trust/encrypt.js';
 import type { Store } from './types.js';
-import { hashFilePieces, putFileRange, sha256OfFileRange } from './util.js';
+import { hashFilePieces, hashFileRanges, putFileRange, sha256OfFileRange } from './util.js';
 
 export const RECIPE_SCHEMA_VERSION = 1;
 const MiB = 1024 * 1024;
@@ -173,6 +173,11 @@ export interface UploadArchiveResult {
   chunksUploaded: number;
   bytesUploaded: number;
   bytesReused: number;
+  /**
+   * Archive bytes read (and hashed) from the local file: all of them, or, when earlier recipes name
+   * the shared chunks, only the chunks the store lacks.
+   */
+  bytesRead: number;
 }
 
 /** The archive file does not match its manifest (nothing that names it is written). */
@@ -180,6 +185,242 @@ function archiveMismatch(m: ComponentManifest, path: string, why: string): Deplo
   return new DeployToolError('ERR_ARCHIVE_CORRUPT', `${m.type}:${m.version}: ${path}: ${why}`, {
     hint: `The archive in dist/ no longer matches its manifest; no recipe, manifest or release was written. Pack it again ("deploy-tool pack PATH --type ${m.type} --version ${m.version} --force").`,
   });
+}
+
+export interface UploadArchiveOptions extends Reporter {
+  item?: string;
+  parallel?: number;
+  /** Requests wait for it (the archive is hashed meanwhile); its failure fails the upload. */
+  before?: Promise<unknown> | undefined;
+  /**
+   * Manifests of earlier versions of the component (the project's, most recent first): their
+   * recipes in the store name the chunks this archive shares with them, which are then not read.
+   */
+  earlier?: (() => Promise<ComponentManifest[]>) | undefined;
+}
+
+/** Earlier versions whose recipes are read, at most (those sharing the most frames). */
+const EARLIER_RECIPES = 2;
+
+interface SharedChunks {
+  /** Earlier manifests that share frames with this one, most shared first. */
+  earlier: ComponentManifest[];
+  /** Plan indexes of the chunks that are chunks of those versions too (by their frames). */
+  shared: Set<number>;
+}
+
+const frameRun = (m: ComponentManifest, frames: readonly [number, number]): string =>
+  m.frames
+    .slice(frames[0], frames[0] + frames[1])
+    .map((f) => f.sha256)
+    .join(',');
+
+/**
+ * The chunks of `m` that are also chunks of an earlier version, found locally from the manifests
+ * (no request): a chunk is the concatenation of consecutive frames, each identified by its sha256,
+ * so a planned chunk whose frames have the same sha256s, in the same order, as a chunk planned for
+ * an earlier version has the same bytes. Undefined when there are none (or the archive is
+ * encrypted: its chunks have no frames).
+ */
+async function sharedChunks(
+  m: ComponentManifest,
+  plan: Omit<RecipeChunk, 'sha256'>[],
+  o: UploadArchiveOptions,
+): Promise<SharedChunks | undefined> {
+  if (!o.earlier || plan.length === 0 || plan.some((c) => !c.frames)) return undefined;
+  let all: ComponentManifest[];
+  try {
+    all = await o.earlier();
+  } catch {
+    return undefined;
+  }
+  const mine = new Set(m.frames.map((f) => f.sha256));
+  const earlier = all
+    .filter(
+      (e) =>
+        e.type === m.type &&
+        e.version !== m.version &&
+        storedArchive(e).sha256 === e.archive.sha256 &&
+        e.archive.sha256 !== m.archive.sha256,
+    )
+    .map((e) => ({ e, n: e.frames.filter((f) => mine.has(f.sha256)).length }))
+    .filter((c) => c.n > 0)
+    .sort((a, b) => b.n - a.n)
+    .slice(0, EARLIER_RECIPES)
+    .map((c) => c.e);
+  const runs = new Set<string>();
+  for (const e of earlier) for (const c of planChunks(e)) if (c.frames) runs.add(frameRun(e, c.frames));
+  const shared = new Set<number>();
+  plan.forEach((c, i) => {
+    if (c.frames && runs.has(frameRun(m, c.frames))) shared.add(i);
+  });
+  return shared.size > 0 ? { earlier, shared } : undefined;
+}
+
+/**
+ * The sha256s of shared chunks that the earlier versions' recipes in the store give and that the
+ * store still has (HEAD, with their size): plan index -> sha256. Each recipe is checked against its
+ * own manifest (parseRecipe); a missing or damaged one just means its chunks are read.
+ */
+async function namedInStore(
+  store: Store,
+  m: ComponentManifest,
+  plan: Omit<RecipeChunk, 'sha256'>[],
+  s: SharedChunks,
+): Promise<{ names: Map<number, string>; from: string[] }> {
+  const runs = new Map<string, { sha256: string; size: number }>();
+  const from: string[] = [];
+  await Promise.all(
+    s.earlier.map(async (e) => {
+      const key = keys.recipe(e.archive.sha256);
+      try {
+        const text = (await store.get(key))?.toString('utf8');
+        if (text === undefined) return;
+        const r = parseRecipe(text, e, `${store.location} ${key}`);
+        for (const c of r.chunks)
+          if (c.frames) runs.set(frameRun(e, c.frames), { sha256: c.sha256, size: c.size });
+        from.push(`${e.type}:${e.version}`);
+      } catch {
+        // An earlier recipe that cannot be used: those chunks are read and hashed.
+      }
+    }),
+  );
+  const names = new Map<number, string>();
+  await mapLimit([...s.shared], 8, async (i) => {
+    const c = plan[i];
+    const hit = c?.frames ? runs.get(frameRun(m, c.frames)) : undefined;
+    if (!c || !hit || hit.size !== c.size) return;
+    const info = await store.head(keys.blob(hit.sha256));
+    if (info && info.size === c.size) names.set(i, hit.sha256);
+  });
+  return { names, from };
+}
+
+/**
+ * uploadArchive for a new version that shares chunks with earlier ones (sharedChunks). The chunks
+ * no earlier version has are read at once (one pass computes each one's sha256, its key, and its
+ * frames' sha256s, which must be the manifest's) while the store is asked for the earlier recipes
+ * (namedInStore); each is uploaded as soon as its digest is known and the store has answered. The
+ * shared chunks the store has are neither read nor sent; those it lacks are read in a second pass.
+ * The recipe is written last, once every frame read matched. The archive's whole sha256 is not
+ * computed: its bytes in the store are the frames the manifest names (those read were checked now,
+ * those reused when they were published). Returns undefined, having sent nothing, when the store
+ * already has this archive's recipe (the caller then checks the local file as a whole).
+ */
+async function uploadChanged(
+  store: Store,
+  m: ComponentManifest,
+  archivePath: string,
+  plan: Omit<RecipeChunk, 'sha256'>[],
+  shared: SharedChunks,
+  present: Promise<boolean>,
+  o: UploadArchiveOptions,
+): Promise<UploadArchiveResult | undefined> {
+  const stored = storedArchive(m);
+  const sums: string[] = new Array<string>(plan.length);
+  const named = present.then((there) => (there ? undefined : namedInStore(store, m, plan, shared)));
+  named.catch(() => undefined); // awaited below
+  const limit = semaphore(o.parallel ?? 4);
+  let done = 0;
+  let uploaded = 0;
+  let bytesUploaded = 0;
+  let bytesRead = 0;
+  let mismatch: string | undefined;
+  const tasks: Promise<void>[] = [];
+  const progress = (): void =>
+    o.onProgress?.({ phase: 'upload', item: o.item, done, total: stored.size, unit: 'bytes' });
+  const upload = (c: Omit<RecipeChunk, 'sha256'>, sha256: string): Promise<void> =>
+    (async () => {
+      if (await present) return;
+      await limit(async () => {
+        const key = keys.blob(sha256);
+        const info = await store.head(key);
+        if (!info || info.size !== c.size) {
+          o.onLog?.(`uploading ${key} (${c.size} bytes)`);
+          await putFileRange(
+            store,
+            key,
+            archivePath,
+            { offset: c.offset, length: c.size },
+            { ifNoneMatch: !info, sha256 },
+          );
+          uploaded++;
+          bytesUploaded += c.size;
+        }
+        done += c.size;
+        progress();
+      });
+    })();
+  /** Reads and hashes the chunks `idx` (and their frames), uploading each once hashed. */
+  const pass = async (idx: number[]): Promise<void> => {
+    if (idx.length === 0) return;
+    const frameIndex: number[] = [];
+    for (const i of idx) {
+      const [first, count] = plan[i]?.frames ?? [0, 0];
+      for (let f = first; f < first + count; f++) frameIndex.push(f);
+    }
+    await hashFileRanges(
+      archivePath,
+      idx.map((i) => ({ offset: plan[i]?.offset ?? 0, length: plan[i]?.size ?? 0 })),
+      frameIndex.map((f) => (m.frames[f]?.offset ?? 0) + (m.frames[f]?.size ?? 0)),
+      (p, sha256) => {
+        const f = frameIndex[p] ?? -1;
+        if (sha256 !== m.frames[f]?.sha256)
+          mismatch ??= `frame ${f} has sha256 ${sha256}, the manifest says ${m.frames[f]?.sha256}`;
+      },
+      (k, sha256, size) => {
+        const i = idx[k] ?? -1;
+        const c = plan[i];
+        if (!c) return;
+        bytesRead += size;
+        if (size !== c.size) {
+          mismatch ??= `chunk at offset ${c.offset} has ${size} bytes, expected ${c.size}`;
+          return;
+        }
+        sums[i] = sha256;
+        const t = upload(c, sha256);
+        t.catch(() => undefined); // awaited below
+        tasks.push(t);
+      },
+    );
+  };
+  try {
+    await pass(plan.map((_, i) => i).filter((i) => !shared.shared.has(i)));
+    const found = await named;
+    if (found === undefined) {
+      await Promise.allSettled(tasks);
+      return undefined;
+    }
+    const from = found.from;
+    for (const [i, sha256] of found.names) {
+      sums[i] = sha256;
+      done += plan[i]?.size ?? 0;
+    }
+    const rest = [...shared.shared].filter((i) => !found.names.has(i)).sort((a, b) => a - b);
+    o.onLog?.(
+      `${stored.name}: ${plan.length} chunks, ${found.names.size} already in ${store.location} ` +
+        `(named by ${from.join(', ') || 'no earlier recipe'}), ${plan.length - found.names.size} read`,
+    );
+    progress();
+    await pass(rest);
+  } catch (err) {
+    await Promise.allSettled(tasks);
+    throw err;
+  }
+  if (mismatch) {
+    await Promise.allSettled(tasks);
+    throw archiveMismatch(m, archivePath, mismatch);
+  }
+  await Promise.all(tasks);
+  const chunks: RecipeChunk[] = plan.map((c, i) => ({ ...c, sha256: sums[i] ?? '' }));
+  await putImmutable(store, keys.recipe(stored.sha256), json(recipeOf(m, chunks)), 'archive recipe');
+  return {
+    chunks: chunks.length,
+    chunksUploaded: uploaded,
+    bytesUploaded,
+    bytesReused: stored.size - bytesUploaded,
+    bytesRead,
+  };
 }
 
 /**
@@ -194,7 +435,7 @@ export async function uploadArchive(
   store: Store,
   m: ComponentManifest,
   archivePath: string,
-  o: Reporter & { item?: string; parallel?: number; before?: Promise<unknown> | undefined } = {},
+  o: UploadArchiveOptions = {},
 ): Promise<UploadArchiveResult> {
   const stored = storedArchive(m);
   const recipeKey = keys.recipe(stored.sha256);
@@ -217,6 +458,11 @@ export async function uploadArchive(
     .then((info) => info !== undefined);
   present.catch(() => undefined);
   const plan = planChunks(m);
+  const shared = await sharedChunks(m, plan, o);
+  if (shared) {
+    const r = await uploadChanged(store, m, archivePath, plan, shared, present, o);
+    if (r) return r;
+  }
   const limit = semaphore(o.parallel ?? 4);
   let done = 0;
   let uploaded = 0;
@@ -279,7 +525,13 @@ export async function uploadArchive(
   await Promise.all(tasks);
   if (await present) {
     o.onLog?.(`${stored.name}: already in ${store.location}`);
-    return { chunks: 0, chunksUploaded: 0, bytesUploaded: 0, bytesReused: stored.size };
+    return {
+      chunks: 0,
+      chunksUploaded: 0,
+      bytesUploaded: 0,
+      bytesReused: stored.size,
+      bytesRead: stored.size,
+    };
   }
   const chunks: RecipeChunk[] = plan.map((c, i) => ({ ...c, sha256: hashed.pieces[i] ?? '' }));
   const recipe = recipeOf(m, chunks);
@@ -289,6 +541,7 @@ export async function uploadArchive(
     chunksUploaded: uploaded,
     bytesUploaded,
     bytesReused: stored.size - bytesUploaded,
+    bytesRead: stored.size,
   };
 }
 
@@ -329,6 +582,8 @@ export interface BucketComponentInput {
   manifest: ComponentManifest;
   text: string;
   archivePath: string;
+  /** Earlier versions of the component (see UploadArchiveOptions.earlier). */
+  earlier?: (() => Promise<ComponentManifest[]>) | undefined;
 }
 
 export interface BucketComponentResult extends UploadArchiveResult {
@@ -348,7 +603,7 @@ export async function publishComponent(
 ): Promise<BucketComponentResult> {
   const { entry } = c;
   const id = `${entry.type}:${entry.version}`;
-  const up = await uploadArchive(store, c.manifest, c.archivePath, { ...o, item: id });
+  const up = await uploadArchive(store, c.manifest, c.archivePath, { ...o, item: id, earlier: c.earlier });
   const key = keys.component(entry.type, entry.version);
   const status = await putImmutable(store, key, c.text, 'component manifest');
   if (status === null) {

@@ -16,7 +16,7 @@ import { RELEASE_SCHEMA_VERSION, type ReleaseComponent, type ReleaseManifest } f
 import type { SecretKey } from '../trust/keys.js';
 import { putSignature, readSignatureFile } from '../trust/sign.js';
 import { keyIdHex } from '../trust/keys.js';
-import { componentManifestPath } from '../ops/components.js';
+import { componentManifestPath, earlierManifests } from '../ops/components.js';
 import {
   existingRelease,
   keys,
@@ -75,7 +75,8 @@ export async function publishToStore(i: StorePublishInput): Promise<StorePublish
   for (const [n, c] of i.checked.entries()) {
     const entry = entries.find((e) => e.type === c.ref.type);
     if (!entry) continue;
-    results.push(await publishComponent(store, { entry, ...c }, { ...o, before: asked }));
+    const earlier = (): Promise<ComponentManifest[]> => earlierManifests(project, c.ref);
+    results.push(await publishComponent(store, { entry, ...c, earlier }, { ...o, before: asked }));
     const key = keys.component(entry.type, entry.version);
     const sig = await putSignature(store, key, c.text, {
       secret: signer,

@@ -58,6 +58,7 @@ export async function publishRoutedComponents(
     text: string;
     archivePath: string;
     entry: ReleaseComponent;
+    earlier?: (() => Promise<ComponentManifest[]>) | undefined;
   }[],
   routes: Map<string, string>,
   ctx: { config: ProjectConfig; baseDir: string },

@@ -169,6 +169,13 @@ describe('publish and deploy with --method s3 (radosgw)', { timeout: 180_000 }, 
     const fileSize = 2 * MiB + 2000;
     expect(p.store.bytesUploaded).toBeLessThanOrEqual(1.05 * fileSize + 64 * 1024);
     expect(p.store.bytesUploaded).toBeGreaterThanOrEqual(fileSize * 0.9);
+    // model:1.0.0's recipe names the chunks the two versions share: only the changed file's chunk
+    // is read from dist/ (and hashed), not the whole archive.
+    const pub = p.store.components.find((c: any) => c.type === 'model');
+    const changed = await compressedSize('model', '2.0.0', 'w2.bin');
+    expect(pub.bytesRead).toBeGreaterThanOrEqual(changed);
+    expect(pub.bytesRead).toBeLessThanOrEqual(1.05 * changed);
+    expect(pub.archiveSize).toBeGreaterThan(4 * changed);
 
     const args = ['deploy', '--release', '2024.02.01', '--target', target, ...s3Flags(store)];
     // A dry run downloads nothing and changes nothing, and says what the deploy will download.
@@ -725,6 +732,124 @@ describe('publish checks the archive in the pass that hashes its chunks', { time
     expect((await st.list('blobs/')).map((o) => o.key)).toEqual(blobs);
     expect(await st.list('components/model/1.0.1/')).toEqual([]);
     expect(await st.list('archives/')).toHaveLength(1);
+  });
+});
+
+describe('publish reads only the chunks an earlier version does not name', { timeout: 180_000 }, () => {
+  it('a changed chunk that is damaged is refused; a damaged unchanged chunk is not read; a missing earlier blob is sent again', async () => {
+    const dir = await makeProject({ 'models/a.bin': noise(3 * MiB, 51), 'models/b.bin': noise(3 * MiB, 52) });
+    const pack = async (version: string): Promise<void> => {
+      const r = await runCli(['pack', './models', '--type', 'model', '--version', version], { cwd: dir });
+      expect(r.code, r.stderr).toBe(0);
+    };
+    await pack('1.0.0');
+    await writeTree(dir, { 'models/b.bin': noise(3 * MiB, 53) });
+    await pack('2.0.0');
+    const manifest: any = JSON.parse(
+      await readFile(join(dir, 'deployment', 'manifests', 'model-2.0.0.manifest.json'), 'utf8'),
+    );
+    const fileOf = (path: string): { offset: number; size: number } =>
+      (manifest.files as { path: string; offset: number; size: number }[]).find((f) => f.path === path)!;
+    /** Where in the archive the compressed frames of a file lie. */
+    const span = (path: string): { start: number; end: number } => {
+      const f = fileOf(path);
+      const fr = manifest.frames.filter(
+        (x: any) => x.tarOffset >= f.offset && x.tarOffset + x.tarSize <= f.offset + f.size,
+      );
+      return { start: fr[0].offset, end: fr.at(-1).offset + fr.at(-1).size };
+    };
+    const archive = join(dir, 'dist', 'model-2.0.0.tar.zst');
+    const good = await readFile(archive);
+    const damaged = async (at: number): Promise<void> => {
+      const bytes = Buffer.from(good);
+      bytes[at]! ^= 0x01;
+      await writeFile(archive, bytes);
+    };
+    const publish = (store: S3Store, release: string) =>
+      runJson<any>(
+        ['publish', '--component', `model:2.0.0`, '--release-version', release, ...s3Flags(store)],
+        {
+          cwd: dir,
+          env,
+        },
+      );
+    const store = await makeS3Store(ceph, 'earlier');
+    await ok(['publish', '--component', 'model:1.0.0', '--release-version', 'r1', ...s3Flags(store)], dir);
+
+    // A byte of the changed file's frames flipped: its frame's sha256 is not the manifest's.
+    const b = span('b.bin');
+    await damaged(Math.floor((b.start + b.end) / 2));
+    const refused = await publish(store, 'r2');
+    expect(refused.code, refused.stderr).toBe(1);
+    expect(refused.json.error.code).toBe('ERR_ARCHIVE_CORRUPT');
+    expect(refused.json.error.message).toContain(archive);
+    expect(refused.json.error.message).toMatch(
+      /frame \d+ has sha256 [0-9a-f]{64}, the manifest says [0-9a-f]{64}/,
+    );
+    expect(await store.list(keys.recipe(manifest.archive.sha256))).toEqual([]);
+    expect(await store.list('components/model/2.0.0/')).toEqual([]);
+    expect(await store.list('releases/r2/')).toEqual([]);
+
+    // A byte of the unchanged file flipped: those bytes are not read (the bucket has them, checked
+    // when model:1.0.0 was published), so what is published, and deployed, is intact.
+    const a = span('a.bin');
+    await damaged(Math.floor((a.start + a.end) / 2));
+    const r2 = await publish(store, 'r2');
+    expect(r2.code, r2.stderr).toBe(0);
+    const c2 = r2.json.store.components[0];
+    expect(c2.bytesRead).toBeLessThan(manifest.archive.size / 2);
+    expect(c2.bytesRead).toBeGreaterThanOrEqual(b.end - b.start);
+    const target = join(await tempDir('tgt-'), 't');
+    const d = await ok(
+      [
+        'deploy',
+        '--release',
+        'r2',
+        '--target',
+        target,
+        ...s3Flags(store),
+        '--cache-dir',
+        join(target, '..', 'c'),
+      ],
+      dir,
+    );
+    expect(d.status).toBe('deployed');
+    expect((await readFile(join(target, 'model', 'a.bin'))).equals(noise(3 * MiB, 51))).toBe(true);
+    expect((await readFile(join(target, 'model', 'b.bin'))).equals(noise(3 * MiB, 53))).toBe(true);
+
+    // A chunk the earlier recipe names but the bucket lost: read from dist/, checked, sent again.
+    await writeFile(archive, good);
+    const fresh = await makeS3Store(ceph, 'earlier-lost');
+    await ok(['publish', '--component', 'model:1.0.0', '--release-version', 'r1', ...s3Flags(fresh)], dir);
+    const recipe1 = JSON.parse(
+      (await fresh.get(
+        keys.recipe(
+          JSON.parse(
+            await readFile(join(dir, 'deployment', 'manifests', 'model-1.0.0.manifest.json'), 'utf8'),
+          ).archive.sha256,
+        ),
+      ))!.toString('utf8'),
+    );
+    // a.bin's chunk, the one model:2.0.0 shares (a.bin comes first: same offsets in both archives).
+    const aChunk = recipe1.chunks.find((c: any) => c.offset === a.start && c.size === a.end - a.start);
+    expect(aChunk).toBeDefined();
+    await fresh.delete(keys.blob(aChunk.sha256));
+    const r3 = await runJson<any>(
+      ['publish', '--component', 'model:2.0.0', '--release-version', 'r2', ...s3Flags(fresh)],
+      { cwd: dir, env },
+    );
+    expect(r3.code, r3.stderr).toBe(0);
+    const c3 = r3.json.store.components[0];
+    expect(c3.bytesUploaded).toBeGreaterThanOrEqual(aChunk.size + (b.end - b.start));
+    expect(c3.bytesRead).toBe(c3.bytesUploaded);
+    expect((await fresh.head(keys.blob(aChunk.sha256)))?.size).toBe(aChunk.size);
+    const t3 = join(await tempDir('tgt-'), 't');
+    const d3 = await ok(
+      ['deploy', '--release', 'r2', '--target', t3, ...s3Flags(fresh), '--cache-dir', join(t3, '..', 'c')],
+      dir,
+    );
+    expect(d3.status).toBe('deployed');
+    expect((await readFile(join(t3, 'model', 'a.bin'))).equals(noise(3 * MiB, 51))).toBe(true);
   });
 });
 

@@ -1,9 +1,9 @@
-/** hashFilePieces and hashThread (src/store/util.ts): one read of a file, two digests per byte. */
+/** hashFilePieces, hashFileRanges and hashThread (src/store/util.ts): one read of a file, two digests per byte. */
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hashFilePieces, hashThread } from '../../src/store/util.js';
+import { hashFilePieces, hashFileRanges, hashThread } from '../../src/store/util.js';
 import { cleanupTempDirs, tempDir } from '../helpers/cli.js';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -36,6 +36,38 @@ describe('hashFilePieces', () => {
     expect(r.sha256).toBe(sha(data.subarray(0, MiB + 5)));
     expect(r.pieces[0]).toBe(sha(data.subarray(0, MiB)));
     expect(r.pieces[1]).not.toBe(sha(data.subarray(MiB)));
+  });
+});
+
+describe('hashFileRanges', () => {
+  it('reads only the ranges: the sha256 of each range and of each piece in them, skipping the gaps', async () => {
+    const data = randomBytes(14 * MiB + 999);
+    const path = join(await tempDir('hash-'), 'f');
+    await writeFile(path, data);
+    // Two ranges with a gap (one spans a 4 MiB block boundary), the second cut into three pieces.
+    const ranges = [
+      { offset: 1000, length: 5 * MiB },
+      { offset: 7 * MiB, length: 6 * MiB + 3 },
+    ];
+    const ends = [1000 + 5 * MiB, 7 * MiB + 1, 11 * MiB, 13 * MiB + 3];
+    const starts = [1000, 7 * MiB, 7 * MiB + 1, 11 * MiB];
+    const got: [number, string, number][] = [];
+    const r = await hashFileRanges(path, ranges, ends, undefined, (k, d, n) => got.push([k, d, n]));
+    const want = ranges.map((x) => ({
+      sha256: sha(data.subarray(x.offset, x.offset + x.length)),
+      size: x.length,
+    }));
+    expect(r.ranges).toEqual(want);
+    expect(got).toEqual(want.map((w, k) => [k, w.sha256, w.size]));
+    expect(r.pieces).toEqual(ends.map((e, i) => sha(data.subarray(starts[i], e))));
+  });
+
+  it('a range past the end of the file: its size says how much there was', async () => {
+    const data = randomBytes(3 * MiB);
+    const path = join(await tempDir('hash-'), 'f');
+    await writeFile(path, data);
+    const r = await hashFileRanges(path, [{ offset: 2 * MiB, length: 2 * MiB }], [4 * MiB]);
+    expect(r.ranges[0]).toEqual({ sha256: sha(data.subarray(2 * MiB)), size: MiB });
   });
 });
 
