@@ -202,6 +202,31 @@ export interface UploadArchiveOptions extends Reporter {
 /** Earlier versions whose recipes are read, at most (those sharing the most frames). */
 const EARLIER_RECIPES = 2;
 
+/**
+ * Sends one chunk (signed with its sha256) unless the store has it: HEAD, with its size; a blob of
+ * another size is a leftover of a broken upload and is replaced. True when it was sent.
+ */
+async function sendChunk(
+  store: Store,
+  archivePath: string,
+  c: Omit<RecipeChunk, 'sha256'>,
+  sha256: string,
+  o: Reporter,
+): Promise<boolean> {
+  const key = keys.blob(sha256);
+  const have = await store.head(key);
+  if (have && have.size === c.size) return false;
+  o.onLog?.(`uploading ${key} (${c.size} bytes)`);
+  await putFileRange(
+    store,
+    key,
+    archivePath,
+    { offset: c.offset, length: c.size },
+    { ifNoneMatch: !have, sha256 },
+  );
+  return true;
+}
+
 interface SharedChunks {
   /** Earlier manifests that share frames with this one, most shared first. */
   earlier: ComponentManifest[];
@@ -333,17 +358,7 @@ async function uploadChanged(
     (async () => {
       if (await present) return;
       await limit(async () => {
-        const key = keys.blob(sha256);
-        const info = await store.head(key);
-        if (!info || info.size !== c.size) {
-          o.onLog?.(`uploading ${key} (${c.size} bytes)`);
-          await putFileRange(
-            store,
-            key,
-            archivePath,
-            { offset: c.offset, length: c.size },
-            { ifNoneMatch: !info, sha256 },
-          );
+        if (await sendChunk(store, archivePath, c, sha256, o)) {
           uploaded++;
           bytesUploaded += c.size;
         }
@@ -476,18 +491,7 @@ export async function uploadArchive(
       o.onLog?.(`${stored.name}: ${plan.length} chunks`);
     }
     await limit(async () => {
-      const key = keys.blob(sha256);
-      const have = await store.head(key);
-      if (!have || have.size !== c.size) {
-        o.onLog?.(`uploading ${key} (${c.size} bytes)`);
-        // A blob with the wrong size is a leftover of a broken upload: replace it.
-        await putFileRange(
-          store,
-          key,
-          archivePath,
-          { offset: c.offset, length: c.size },
-          { ifNoneMatch: !have, sha256 },
-        );
+      if (await sendChunk(store, archivePath, c, sha256, o)) {
         uploaded++;
         bytesUploaded += c.size;
       }

@@ -92,6 +92,7 @@ describe('incremental transfers through the registry', { timeout: 180_000 }, () 
     expect(model.chunks).toBeGreaterThanOrEqual(4);
     expect(model.chunksUploaded).toBe(model.chunks);
     expect(model.bytesUploaded).toBe(model.archiveSize);
+    expect(model.bytesRead).toBe(model.archiveSize);
     target = join(await tempDir('tgt-'), 't');
     cache = join(await tempDir('cache-'), 'c');
     const d = await ok([
@@ -127,6 +128,9 @@ describe('incremental transfers through the registry', { timeout: 180_000 }, () 
     expect(p.store.bytesUploaded).toBeGreaterThanOrEqual(fileSize * 0.9);
     expect(p.store.bytesUploaded).toBeLessThanOrEqual(1.05 * fileSize + 64 * 1024);
     expect(p.store.bytesReused).toBeGreaterThan(3 * 2 * MiB);
+    // Version 1's recipe on the server names the shared chunks: only the changed one is read.
+    expect(model.bytesRead).toBeGreaterThanOrEqual(fileSize * 0.9);
+    expect(model.bytesRead).toBeLessThanOrEqual(1.05 * fileSize + 64 * 1024);
     // The archive the server assembled from its chunks is byte for byte the one packed.
     const info = await ok(['info', 'model:2.0.0', '--registry', url, '--namespace', 'test-project']);
     expect(info.component.archive.sha256).toBe(model.archiveSha256);
