@@ -105,7 +105,7 @@ export async function listComponents(project: Project): Promise<ComponentListing
  * Manifests of other versions of `ref.type` in deployment/manifests/, the most recently written
  * first, at most `limit` (files that cannot be read or parsed are skipped): what publishing to a
  * bucket compares a new version with, so that the chunks it shares with them are not read again
- * (store/bucket.ts, knownChunks).
+ * (store/bucket.ts, sharedChunks).
  */
 export async function earlierManifests(
   project: Project,

@@ -417,7 +417,8 @@ async function uploadChanged(
         `(named by ${from.join(', ') || 'no earlier recipe'}), ${plan.length - found.names.size} read`,
     );
     progress();
-    await pass(rest);
+    // A frame that did not match already fails the upload: nothing more is read for it.
+    if (!mismatch) await pass(rest);
   } catch (err) {
     await Promise.allSettled(tasks);
     throw err;
@@ -444,7 +445,8 @@ async function uploadChanged(
  * uploaded as soon as its digest is known, signed with it) and the whole archive's sha256, which
  * must be the manifest's before the recipe is written (callers write the component manifest only
  * after this returns). Chunks uploaded before a mismatch is found are content-addressed blobs that
- * nothing names, like those of an interrupted publish.
+ * nothing names, like those of an interrupted publish. A new version that shares chunks with
+ * earlier ones (`o.earlier`) reads only the chunks the store lacks instead (uploadChanged).
  */
 export async function uploadArchive(
   store: Store,
